@@ -1,0 +1,147 @@
+"""The engine against the slow reference of SPEC §1 (tests/reference.py)."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from l2h_lightning import AGGREGATIONS, Hierarchy, l2h
+from reference import reference_l2h
+
+TIE_FREE = 1e-6  # decisions closer than this (relative) are near-ties that float rounding may break either way
+
+
+def random_logits(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
+    """Random logits of a few kinds: plain noise, a planted hierarchy, and never-predicted clusters."""
+    kind = rng.integers(3)
+    x = rng.normal(size=(n, k)) * rng.uniform(0.5, 6)
+    if kind == 1:  # planted: classes in super-groups, points near their class
+        y = rng.integers(k, size=n)
+        sup = rng.integers(max(1, k // 4), size=k)
+        x += 4 * np.eye(k)[y] + 2 * (sup[y][:, None] == sup[None, :])
+    if kind == 2:  # some clusters are never anyone's argmax
+        x[:, rng.random(k) < 0.3] -= 50
+    return x
+
+
+def assert_matches_reference(logits: np.ndarray, aggregation: str, dtype=torch.float64) -> bool:
+    """Check engine == reference; returns False (checking nothing) for a near-tie input."""
+    expected, margins = reference_l2h(torch.as_tensor(logits, dtype=dtype).double().numpy(), aggregation)
+    if min(margins, default=math.inf) < TIE_FREE:
+        return False
+    got = l2h(torch.as_tensor(logits, dtype=dtype), aggregation)
+    assert [tuple(m) for m in got.merges.tolist()] == expected
+    return True
+
+
+@pytest.mark.parametrize("aggregation", ["cluster_mean", "sum", "group_mean"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_same_merges_as_reference(aggregation, dtype):
+    rng = np.random.default_rng(hash((aggregation, str(dtype))) % 2**32)
+    checked = 0
+    cases = [(int(k), int(rng.integers(k, 8 * k + 20))) for k in rng.integers(2, 65, size=25)]
+    cases += [(8, 3000), (64, 4000), (2, 2), (5, 5)]
+    for k, n in cases:
+        checked += assert_matches_reference(random_logits(rng, n, k), aggregation, dtype)
+    assert checked >= 0.8 * len(cases)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_all_pairs_same_merges_as_reference(dtype):
+    rng = np.random.default_rng(7)
+    cases = [(int(k), int(rng.integers(k, 10 * k))) for k in rng.integers(2, 17, size=12)] + [(24, 400)]
+    checked = sum(assert_matches_reference(random_logits(rng, n, k), "all_pairs", dtype) for k, n in cases)
+    assert checked >= 0.8 * len(cases)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_fewer_points_than_clusters_and_empty_clusters(aggregation):
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4, 12)) * 3
+    assert assert_matches_reference(logits, aggregation)
+    tree = l2h(torch.as_tensor(logits), aggregation)
+    assert tree.is_binary and tree.num_leaves == 12
+
+
+def test_never_predicted_cluster_joins_where_points_put_their_second_choice():
+    # cluster 2 is never an argmax, but the points of cluster 0 put their second choice on it
+    logits = torch.tensor([[5.0, 0.0, 4.0], [5.0, 0.0, 4.0], [0.0, 5.0, 1.0]])
+    merges = l2h(logits).merges.tolist()
+    assert merges[0] in ([0, 2], [1, 2]) and [0, 2] in merges
+
+
+def test_large_logit_ranges_use_the_log_domain():
+    # rows spanning hundreds of logits: exp(l - max) underflows, the engine must still be exact
+    rng = np.random.default_rng(11)
+    checked = 0
+    for scale in (30.0, 60.0):  # these seeds give tie-free inputs (margins > 1e-6), so all are checked
+        for k, n in [(6, 50), (20, 300)]:
+            checked += assert_matches_reference(rng.normal(size=(n, k)) * scale, "cluster_mean", torch.float32)
+            checked += assert_matches_reference(rng.normal(size=(n, k)) * scale, "all_pairs", torch.float64)
+    assert checked == 8
+
+
+def test_all_equal_logits_follow_the_tie_rules():
+    # every point picks cluster 0; each reassignment then lands on the first remaining cluster
+    K = 6
+    logits = torch.zeros(10, K)
+    expected = [(0, 1)] + [(K + i, i + 2) for i in range(K - 2)]
+    assert [tuple(m) for m in l2h(logits).merges.tolist()] == expected
+    assert reference_l2h(logits.numpy())[0] == expected
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_upcast(dtype):
+    rng = np.random.default_rng(5)
+    logits = torch.as_tensor(random_logits(rng, 300, 16)).to(dtype)
+    assert l2h(logits) == l2h(logits.float())
+    assert [tuple(m) for m in l2h(logits).merges.tolist()] == reference_l2h(logits.double().numpy())[0]
+
+
+def test_one_cluster_gives_a_tree_without_merges():
+    tree = l2h(torch.randn(5, 1))
+    assert tree.num_leaves == 1 and tree.merges.shape == (0, 2) and tree.to_linkage().shape == (0, 4)
+
+
+def test_accepts_numpy_and_leaves_the_input_alone():
+    logits = np.random.default_rng(0).normal(size=(50, 5)).astype(np.float32)
+    before = logits.copy()
+    assert isinstance(l2h(logits), Hierarchy)
+    np.testing.assert_array_equal(logits, before)
+
+
+@pytest.mark.parametrize(
+    ("logits", "message"),
+    [
+        (torch.randn(5), "2-D"),
+        (torch.randn(2, 3, 4), "2-D"),
+        (torch.zeros(0, 3), "N = 0"),
+        (torch.zeros(3, 0), "K = 0"),
+        (torch.ones(3, 3, dtype=torch.long), "floating-point"),
+    ],
+)
+def test_bad_input_is_rejected(logits, message):
+    with pytest.raises(ValueError, match=message):
+        l2h(logits)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+def test_non_finite_rows_are_counted(bad):
+    logits = torch.randn(10, 4)
+    logits[2, 1] = bad
+    logits[7, 3] = bad
+    with pytest.raises(ValueError, match="NaN or infinite entries in 2 of its 10 rows"):
+        l2h(logits)
+
+
+def test_unknown_aggregation():
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        l2h(torch.randn(4, 3), aggregation="median")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_gives_the_same_tree():
+    logits = torch.as_tensor(random_logits(np.random.default_rng(2), 2000, 50), dtype=torch.float32)
+    for aggregation in AGGREGATIONS:
+        assert l2h(logits.cuda(), aggregation) == l2h(logits, aggregation)
