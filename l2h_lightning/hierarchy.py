@@ -225,6 +225,18 @@ class Hierarchy:
                 stack.extend(reversed(self.children[v - self.num_leaves]))
         return out
 
+    def spans(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The dendrogram's leaf order, and every node's leaves as the range [start, end) of that order."""
+        order = self.leaves(self.root)
+        start = [0] * self.num_leaves
+        for i, leaf in enumerate(order):
+            start[leaf] = i
+        end = [s + 1 for s in start]
+        for ch in self.children:
+            start.append(min(start[c] for c in ch))
+            end.append(max(end[c] for c in ch))
+        return torch.tensor(order), torch.tensor(start), torch.tensor(end)
+
     def to_linkage(self) -> np.ndarray:
         """scipy linkage matrix: float64 (K-1, 4) rows [node a, node b, height, leaf count]."""
         self._need_binary("to_linkage")

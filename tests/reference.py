@@ -87,3 +87,57 @@ def reference_l2h(logits, aggregation: str = "cluster_mean"):
         groups.append(new)
         ids.append(K + step)
     return merges, margins
+
+
+# ---------------------------------------------------------------------------------------------- metrics, SPEC §3
+
+
+def _leaf_sets(num_leaves, children):
+    sets = [{i} for i in range(num_leaves)]
+    for ch in children:
+        sets.append(set().union(*(sets[c] for c in ch)))
+    return sets
+
+
+def reference_rho(num_leaves, children):
+    """rho(i, j) = (leaves under the smallest node holding i and j - 1) / (K - 1)."""
+    sets = _leaf_sets(num_leaves, children)
+    rho = np.zeros((num_leaves, num_leaves))
+    for i in range(num_leaves):
+        for j in range(num_leaves):
+            if i != j:
+                rho[i, j] = (min(len(s) for s in sets if i in s and j in s) - 1) / (num_leaves - 1)
+    return rho
+
+
+def reference_dendrogram_purity(num_leaves, children, preds, target):
+    """Mean over same-class point pairs of the class purity of the smallest subtree holding both clusters."""
+    sets = _leaf_sets(num_leaves, children)
+    preds, target = np.asarray(preds), np.asarray(target)
+    purities = []
+    for i, j in itertools.combinations(range(len(preds)), 2):
+        if target[i] != target[j]:
+            continue
+        node = min((s for s in sets if preds[i] in s and preds[j] in s), key=len)
+        under = np.isin(preds, list(node))
+        purities.append((target[under] == target[i]).sum() / under.sum())
+    return float(np.mean(purities)) if purities else float("nan")
+
+
+def reference_lca_height_distance(rho_T, rho_H, preds, target):
+    """Mean over all point pairs of |rho_T(pred_i, pred_j) - rho_H(y_i, y_j)|."""
+    return float(
+        np.mean(
+            [abs(rho_T[preds[i], preds[j]] - rho_H[target[i], target[j]]) for i, j in itertools.combinations(range(len(preds)), 2)]
+        )
+    )
+
+
+def reference_leaf_purity(preds, target):
+    preds, target = np.asarray(preds), np.asarray(target)
+    return sum(np.bincount(target[preds == k]).max() for k in np.unique(preds)) / len(preds)
+
+
+def reference_tree_distance(rho_a, rho_b):
+    K = len(rho_a)
+    return float(np.mean([abs(rho_a[i, j] - rho_b[i, j]) for i, j in itertools.combinations(range(K), 2)])) if K > 1 else 0.0

@@ -1,0 +1,214 @@
+"""Benchmark the L2H engine against one softmax pass and the slow reference, in one run.
+
+    python benchmarks/bench_engine.py                 # CPU, all sizes (a few minutes)
+    python benchmarks/bench_engine.py --device cuda   # the same on a GPU
+    python benchmarks/bench_engine.py --sizes 10000x100 50000x1000 --repeats 3
+
+Logits have a planted three-level hierarchy (classes in groups of 10, groups of 10 groups), calibrated to about 80%
+top-1 accuracy and 0.8 mean confidence. Each size runs in its own process so that its peak memory is its own.
+For each size: the engine's median time, one ``softmax(logits, 1).max(1)`` on the same tensor, their ratio, the
+peak memory beyond the logits, and, where it finishes within `--reference-timeout` seconds, the slow reference of
+``tests/reference.py`` with the speed-up over it and a check that the merges are identical.
+Prints a table and writes JSON (``benchmarks/results/engine_<device>.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+sys.path.insert(0, str(HERE.parent))
+
+from l2h_lightning import l2h  # noqa: E402
+
+SIZES = ["10000x100", "5000x1000", "50000x1000", "200000x1000", "20000x10000"]
+
+
+def planted_logits(n: int, k: int, noise: float, scale: float, device: str, seed: int = 0) -> torch.Tensor:
+    """(n, k) float32 logits: scale * (similarity of the true class to each class + Gaussian noise)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    cls = torch.arange(k, device=device)
+    sim = torch.eye(k, device=device)
+    for width, level in ((10, 0.5), (100, 0.25)):
+        same = (cls[:, None] // width) == (cls[None, :] // width)
+        sim = torch.maximum(sim, level * same.float())
+    out = torch.empty(n, k, device=device)
+    for s in range(0, n, 8192):  # in chunks, so that making the logits does not set the peak memory
+        m = min(n, s + 8192) - s
+        y = torch.randint(k, (m,), generator=gen, device=device)
+        out[s : s + m] = scale * (sim[y] + noise * torch.randn(m, k, generator=gen, device=device))
+    return out
+
+
+def calibrate(k: int, device: str, acc: float = 0.8, conf: float = 0.8) -> tuple[float, float]:
+    """Noise for the target top-1 accuracy, then scale for the target mean confidence (bisection, 2,000 points)."""
+
+    truth = planted_truth(2000, k, device, seed=123)
+
+    def measure(noise: float, scale: float) -> tuple[float, float]:
+        c, a = planted_logits(2000, k, noise, scale, device, seed=123).softmax(1).max(1)
+        return float((a == truth).float().mean()), float(c.mean())
+
+    lo, hi = 0.01, 2.0
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if measure(mid, 1.0)[0] > acc else (lo, mid)
+    noise = (lo + hi) / 2
+    lo, hi = 0.1, 200.0
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if measure(noise, mid)[1] < conf else (lo, mid)
+    return noise, (lo + hi) / 2
+
+
+def planted_truth(n: int, k: int, device: str, seed: int = 0) -> torch.Tensor:
+    """The true classes `planted_logits` drew (same generator sequence)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+    ys = []
+    for s in range(0, n, 8192):
+        m = min(n, s + 8192) - s
+        ys.append(torch.randint(k, (m,), generator=gen, device=device))
+        torch.randn(m, k, generator=gen, device=device)
+    return torch.cat(ys)
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize()
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def one_size(n: int, k: int, device: str, repeats: int) -> dict:
+    """Runs in a fresh process: memory first (peak RSS / CUDA peak), then timings."""
+    noise, scale = calibrate(k, device)
+    logits = planted_logits(n, k, noise, scale, device)
+    conf, assign = logits.softmax(1).max(1)
+    truth = planted_truth(n, k, device)
+    result = {
+        "n": n, "k": k, "device": device,
+        "top1_accuracy": float((assign == truth).float().mean()), "mean_confidence": float(conf.mean()),
+    }
+    del conf, assign, truth
+    logits_bytes = logits.numel() * logits.element_size()
+    l2h(logits[:64, :])  # load the kernels' code before measuring memory
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        tree = l2h(logits)
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        base = rss_bytes()
+        tree = l2h(logits)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+    result["peak_extra_memory_vs_logits"] = peak / logits_bytes
+    result["merges"] = tree.merges.tolist()
+    result["softmax_max_s"] = timed(lambda: logits.softmax(1).max(1), device, max(repeats, 5))
+    result["engine_s"] = timed(lambda: l2h(logits), device, repeats)
+    result["ratio_to_softmax"] = result["engine_s"] / result["softmax_max_s"]
+    torch.save(logits.cpu(), f"/tmp/l2h_bench_{n}x{k}.pt")
+    return result
+
+
+def reference_run(n: int, k: int) -> dict:
+    from reference import reference_l2h
+
+    logits = torch.load(f"/tmp/l2h_bench_{n}x{k}.pt")
+    start = time.perf_counter()
+    merges, _ = reference_l2h(logits.double().numpy())
+    return {"reference_s": time.perf_counter() - start, "merges": [list(m) for m in merges]}
+
+
+def child(args: list[str], timeout: float | None) -> dict | None:
+    try:
+        out = subprocess.run(
+            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, check=True
+        )
+    except subprocess.TimeoutExpired:
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--sizes", nargs="+", default=SIZES, help="NxK, e.g. 50000x1000")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--reference-timeout", type=float, default=60.0)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
+    parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--reference", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(one_size(*args.one, args.device, args.repeats)))
+        return
+    if args.reference:
+        print(json.dumps(reference_run(*args.reference)))
+        return
+
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+    }
+    print(f"machine: {machine}")
+    header = f"{'N':>8} {'K':>6} {'acc':>5} {'conf':>5} {'softmax':>9} {'engine':>9} {'ratio':>6} {'mem':>5} {'reference':>10} {'speed-up':>9} same"
+    print(header)
+    rows = []
+    for size in args.sizes:
+        n, k = (int(v) for v in size.lower().split("x"))
+        row = child(["--one", str(n), str(k), "--device", args.device, "--repeats", str(args.repeats)], None)
+        ref = child(["--reference", str(n), str(k)], args.reference_timeout)
+        merges = row.pop("merges")
+        if ref is not None:
+            row["reference_s"] = ref["reference_s"]
+            row["speedup_vs_reference"] = ref["reference_s"] / row["engine_s"]
+            row["same_merges_as_reference"] = ref["merges"] == merges
+        Path(f"/tmp/l2h_bench_{n}x{k}.pt").unlink(missing_ok=True)
+        rows.append(row)
+        print(
+            f"{n:>8} {k:>6} {row['top1_accuracy']:>5.2f} {row['mean_confidence']:>5.2f} "
+            f"{row['softmax_max_s'] * 1e3:>7.1f}ms {row['engine_s'] * 1e3:>7.1f}ms {row['ratio_to_softmax']:>5.2f}x "
+            f"{row['peak_extra_memory_vs_logits']:>4.2f}x "
+            + (
+                f"{row['reference_s']:>9.1f}s {row['speedup_vs_reference']:>8.0f}x {row['same_merges_as_reference']}"
+                if ref is not None
+                else f"{'> ' + str(int(args.reference_timeout)) + 's':>10} {'-':>9} -"
+            ),
+            flush=True,
+        )
+    out = args.out or HERE / "results" / f"engine_{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

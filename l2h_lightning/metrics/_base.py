@@ -1,0 +1,127 @@
+"""What the tree metrics share: two ways to get (tree, K×C counts), DDP-safe."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torchmetrics import Metric
+from torchmetrics.utilities import rank_zero_warn
+from torchmetrics.utilities.data import dim_zero_cat
+
+from ..engine import AGGREGATIONS, l2h
+from ..hierarchy import Hierarchy
+from .functional.contingency import contingency_table
+
+
+class _TreeMetric(Metric):
+    """Base of the hierarchy metrics. Two modes:
+
+    - **tree from the data** (``hierarchy=None``): ``update(logits, target)`` keeps the logits and targets
+      (``"cat"`` states); ``compute()`` gathers them from every process, runs `l2h` once and scores that tree.
+      The tree is then available as ``.hierarchy``.
+    - **fixed tree** (``hierarchy=tree``): ``update(preds, target)`` only adds to the K×C contingency table
+      (a ``"sum"`` state), so memory does not grow with the data.
+    """
+
+    is_differentiable = False
+    full_state_update = False
+    plot_lower_bound = 0.0
+    plot_upper_bound = 1.0
+
+    def __init__(
+        self,
+        hierarchy: Hierarchy | None = None,
+        *,
+        num_classes: int | None = None,
+        target_hierarchy: Hierarchy | None = None,
+        aggregation: str = "cluster_mean",
+        max_samples: int | None = None,
+        store_dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+            raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
+        if store_dtype is not None and not store_dtype.is_floating_point:
+            raise ValueError(f"store_dtype must be a floating-point dtype, got {store_dtype}")
+        if target_hierarchy is not None:
+            if num_classes is not None and num_classes != target_hierarchy.num_leaves:
+                raise ValueError(
+                    f"num_classes={num_classes} but target_hierarchy has {target_hierarchy.num_leaves} leaves"
+                )
+            num_classes = target_hierarchy.num_leaves
+        if num_classes is not None and num_classes < 1:
+            raise ValueError(f"num_classes must be positive, got {num_classes}")
+        self.hierarchy = hierarchy
+        self.target_hierarchy = target_hierarchy
+        self.aggregation = aggregation
+        self.max_samples = max_samples
+        self.store_dtype = store_dtype or torch.float32
+        self.fixed_tree = hierarchy is not None
+        if self.fixed_tree:
+            self.num_classes = num_classes or hierarchy.num_leaves
+            zeros = torch.zeros(hierarchy.num_leaves, self.num_classes, dtype=torch.long)
+            self.add_state("counts", zeros, dist_reduce_fx="sum")
+        else:
+            self.num_classes = num_classes
+            # Flattened 1-D states: a process that saw no data contributes an empty (0,) tensor of the same
+            # dtype and number of dimensions, which the gather accepts (torchmetrics' own placeholder does not).
+            self.add_state("logits", [], dist_reduce_fx="cat")
+            self.add_state("target", [], dist_reduce_fx="cat")
+            self.add_state("num_clusters", torch.tensor(0), dist_reduce_fx="max")
+            self._add_placeholders()
+
+    def _add_placeholders(self) -> None:
+        self._K: int | None = None
+        self._seen = 0
+        self.logits.append(torch.empty(0, dtype=self.store_dtype, device=self.device))
+        self.target.append(torch.empty(0, dtype=torch.long, device=self.device))
+
+    def reset(self) -> None:
+        super().reset()
+        if not self.fixed_tree:
+            self._add_placeholders()
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch: logits (N, K) and class ids (N,) (fixed-tree mode also takes cluster ids (N,))."""
+        if self.fixed_tree:
+            self.counts += contingency_table(preds, target, self.hierarchy.num_leaves, self.num_classes).to(self.counts)
+            return
+        preds, target = torch.as_tensor(preds), torch.as_tensor(target)
+        if preds.ndim != 2 or not preds.is_floating_point():
+            raise ValueError(
+                f"update needs logits (N, K) of a floating dtype to learn the tree from, got shape "
+                f"{tuple(preds.shape)} and dtype {preds.dtype} (pass hierarchy= to score cluster ids on a fixed tree)"
+            )
+        if target.ndim != 1 or target.numel() != preds.shape[0]:
+            raise ValueError(f"target must be class ids (N,) for the {preds.shape[0]} rows of logits, got shape {tuple(target.shape)}")
+        K = preds.shape[1]
+        if self._K is None:
+            self._K = K
+            self.num_clusters.fill_(K)
+        elif K != self._K:
+            raise ValueError(f"the number of clusters changed between batches: {self._K} before, {K} now")
+        if self.max_samples is not None:
+            room = self.max_samples - self._seen
+            if room < preds.shape[0]:
+                rank_zero_warn(f"max_samples={self.max_samples} reached: the metric keeps the first {self.max_samples} points")
+                preds, target = preds[: max(room, 0)], target[: max(room, 0)]
+        self._seen += preds.shape[0]
+        self.logits.append(preds.detach().to(self.store_dtype).flatten())
+        self.target.append(target.detach().long())
+
+    def _tree_and_counts(self, need_tree: bool = True) -> tuple[Hierarchy | None, torch.Tensor]:
+        if self.fixed_tree:
+            return self.hierarchy, self.counts
+        K = int(self.num_clusters)
+        if K == 0:
+            raise ValueError("no logits to learn a tree from: call update(logits, target) before compute()")
+        logits = dim_zero_cat(self.logits).view(-1, K)
+        target = dim_zero_cat(self.target)
+        num_classes = self.num_classes or int(target.max()) + 1
+        if need_tree:
+            self.hierarchy = l2h(logits, self.aggregation)
+        return self.hierarchy, contingency_table(logits.argmax(1), target, K, num_classes)

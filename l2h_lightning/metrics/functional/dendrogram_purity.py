@@ -1,0 +1,56 @@
+"""Dendrogram purity (SPEC §3): for same-class point pairs, the class purity of their smallest common subtree."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ...hierarchy import Hierarchy
+from .contingency import _children_sum, _counts, _node_counts
+
+
+def _dendrogram_purity_compute(hierarchy: Hierarchy, counts: torch.Tensor) -> torch.Tensor:
+    n = _node_counts(hierarchy, counts)  # (nodes, C): points of each class under each node
+    within_children = _children_sum(hierarchy, n**2)
+    within_children[: hierarchy.num_leaves] = n[: hierarchy.num_leaves]  # a leaf's "children" are its points
+    pairs = (n**2 - within_children) / 2  # same-class pairs whose smallest common subtree is this node
+    purity = n / n.sum(1, keepdim=True).clamp(min=1)
+    per_class = counts.sum(0)
+    total_pairs = (per_class * (per_class - 1) / 2).sum()
+    if total_pairs == 0 or (per_class > 0).sum() < 2:
+        warnings.warn(
+            "dendrogram purity is undefined with fewer than two classes or without two points of the same class "
+            "(any tree would score 1): returning NaN",
+            stacklevel=3,
+        )
+        return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
+    return (pairs * purity).sum() / total_pairs
+
+
+def dendrogram_purity(
+    hierarchy: Hierarchy,
+    preds: torch.Tensor | None = None,
+    target: torch.Tensor | None = None,
+    *,
+    counts: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Dendrogram purity of `hierarchy` (over the K clusters) for the points' clusters and classes. Higher is better.
+
+    Args:
+        hierarchy: a tree over the K clusters (e.g. from `l2h`).
+        preds: cluster ids (N,) or logits (N, K) (argmax taken).
+        target: class ids (N,).
+        counts: instead of preds and target, the (K, C) contingency table.
+
+    Returns a 0-d float64 tensor; NaN (with a warning) when fewer than two classes have points (every tree would
+    be perfectly pure) or no two points share a class.
+
+    Example:
+        >>> import torch
+        >>> from l2h_lightning import Hierarchy
+        >>> tree = Hierarchy.from_merges([[0, 1], [2, 3]], num_leaves=3)
+        >>> float(dendrogram_purity(tree, torch.tensor([0, 1, 2, 2]), torch.tensor([0, 0, 1, 1])))
+        1.0
+    """
+    return _dendrogram_purity_compute(hierarchy, _counts(hierarchy, preds, target, counts))
