@@ -299,6 +299,30 @@ class Hierarchy:
             text.append("(" + ",".join(f"{text[c]}:{_num(height[v] - height[c])}" for c in ch) + ")")
         return text[-1] + ";"
 
+    def to_text(self, names: Sequence[str] | None = None) -> str:
+        """An indented outline, root first: internal nodes with their number of leaves and height, then leaves.
+
+        Example:
+            >>> print(Hierarchy.from_merges([[0, 1], [3, 2]], num_leaves=3).to_text(["cat", "dog", "car"]))
+            3 classes (height 2)
+              2 classes (height 1)
+                cat
+                dog
+              car
+        """
+        K = self.num_leaves
+        if names is not None and len(names) != K:
+            raise ValueError(f"names has {len(names)} entries for {K} leaves")
+        sizes, lines, stack = self.sizes(), [], [(self.root, 0)]
+        while stack:
+            v, depth = stack.pop()
+            if v < K:
+                lines.append("  " * depth + (str(names[v]) if names is not None else str(v)))
+            else:
+                lines.append("  " * depth + f"{sizes[v]} classes (height {_num(self.heights[v - K])})")
+                stack.extend((c, depth + 1) for c in reversed(self.children[v - K]))
+        return "\n".join(lines)
+
     @classmethod
     def from_newick(cls, text: str, names: Sequence[str] | None = None) -> Hierarchy:
         """Parse a Newick string such as `to_newick` writes; leaf labels are ids, or are looked up in `names`.

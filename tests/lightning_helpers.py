@@ -1,0 +1,94 @@
+"""A tiny classifier and data with a planted 2-level hierarchy, for the callback tests (CPU, seconds)."""
+
+import json
+
+import torch
+from lightning.pytorch import Callback, LightningModule
+from torch.utils.data import DataLoader, TensorDataset
+
+K = 6  # classes 0-2 and 3-5 form two superclasses
+SUPER = [0, 0, 0, 1, 1, 1]
+
+
+def make_data(n: int, seed: int) -> TensorDataset:
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(K, (n,), generator=g)
+    centers = torch.randn(K, 8, generator=torch.Generator().manual_seed(99))
+    centers += 3 * torch.tensor(SUPER, dtype=torch.float)[:, None]
+    x = centers[y] + 0.8 * torch.randn(n, 8, generator=g)
+    return TensorDataset(x, y)
+
+
+class Classifier(LightningModule):
+    """Returns {"logits", "target"} from validation_step (or what `output` says)."""
+
+    def __init__(self, output: str = "dict", val_sets=None, shard_val: bool = False, num_classes: int = K):
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(8, num_classes)
+        self.output = output
+        self.val_sets = val_sets if val_sets is not None else [make_data(300, 1)]
+        self.shard_val = shard_val
+        # Lightning refuses a process with an empty validation loader unless told that this is intended
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return torch.nn.functional.cross_entropy(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        x, y = batch
+        logits = self.net(x)
+        if self.output == "tensor":
+            return logits
+        if self.output == "none":
+            return None
+        if self.output == "no-target":
+            return {"logits": logits}
+        return {"logits": logits, "target": y}
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        data = make_data(400, 0)
+        if self.shard_val:  # equal training shards, so that DDP gradient syncs line up
+            rank, world = self.trainer.global_rank, self.trainer.world_size
+            data = torch.utils.data.Subset(data, range(rank, len(data), world))
+        return DataLoader(data, batch_size=50)
+
+    def val_dataloader(self):
+        loaders = []
+        for data in self.val_sets:
+            if self.shard_val:  # explicit, possibly uneven or empty shards (no DistributedSampler padding)
+                rank = self.trainer.global_rank
+                data = torch.utils.data.Subset(data, self.shard_val[rank]) if self.shard_val is not True else data
+            loaders.append(DataLoader(data, batch_size=64))
+        return loaders if len(loaders) > 1 else loaders[0]
+
+
+def trainer_kwargs(tmp_path, **overrides):
+    kwargs = dict(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        max_epochs=3,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        num_sanity_val_steps=2,
+    )
+    kwargs.update(overrides)
+    return kwargs
+
+
+
+class DumpMetrics(Callback):
+    """Writes each process's logged l2h values to rank{N}.json when it finishes (to compare processes)."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def teardown(self, trainer, pl_module, stage):
+        values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("l2h/")}
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(values))
