@@ -17,10 +17,7 @@ from torchmetrics.utilities.distributed import gather_all_tensors
 from .engine import AGGREGATIONS, l2h
 from .hierarchy import Hierarchy
 from .metrics.functional import contingency_table, tree_distance
-from .metrics.functional.dendrogram_purity import _dendrogram_purity_compute
-from .metrics.functional.lca_height_distance import _lca_height_distance_compute, flat_hierarchy
-from .metrics.functional.leaf_purity import _leaf_purity_compute
-from .metrics.functional.level_scores import _level_scores_compute
+from .metrics.functional.hierarchy_scores import _hierarchy_scores_compute
 
 Extract = Callable[[Any, Any], "tuple[torch.Tensor, torch.Tensor | None]"]
 
@@ -251,13 +248,8 @@ class L2HMonitor(Callback):
         if target is not None:
             truth = self.target_hierarchy
             num_classes = truth.num_leaves if truth is not None else max(int(target.max()) + 1, K)
-            counts = contingency_table(logits.argmax(1), target, K, num_classes).double()
-            truth = truth or flat_hierarchy(num_classes)
-            metrics["dp"] = float(_dendrogram_purity_compute(tree, counts))
-            metrics["lhd"] = float(_lca_height_distance_compute(tree, counts, truth))
-            metrics["leaf_purity"] = float(_leaf_purity_compute(counts))
-            if truth.levels is not None:
-                metrics.update({k: float(v) for k, v in _level_scores_compute(tree, counts, truth).items()})
+            counts = contingency_table(logits.argmax(1), target, K, num_classes)
+            metrics.update({k: float(v) for k, v in _hierarchy_scores_compute(tree, counts, truth).items()})
         metrics["seconds"] = time.perf_counter() - start
         return {"tree": tree.to_dict(), "metrics": metrics, "num_points": logits.shape[0]}
 

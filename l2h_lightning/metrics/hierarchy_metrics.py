@@ -6,10 +6,7 @@ import torch
 
 from ._base import _TreeMetric
 from ._plot import plot_values
-from .functional.dendrogram_purity import _dendrogram_purity_compute
-from .functional.lca_height_distance import _lca_height_distance_compute, flat_hierarchy
-from .functional.leaf_purity import _leaf_purity_compute
-from .functional.level_scores import _level_scores_compute
+from .functional.hierarchy_scores import _hierarchy_scores_compute
 
 
 class HierarchyMetrics(_TreeMetric):
@@ -31,17 +28,7 @@ class HierarchyMetrics(_TreeMetric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         tree, counts = self._tree_and_counts()
-        counts = counts.double()
-        truth = self.target_hierarchy or flat_hierarchy(counts.shape[1])
-        out = {
-            "dp": _dendrogram_purity_compute(tree, counts),
-            "lhd": _lca_height_distance_compute(tree, counts, truth),
-            "leaf_purity": _leaf_purity_compute(counts),
-            "empty_clusters": (counts.sum(1) == 0).sum(),
-        }
-        if truth.levels is not None:
-            out.update(_level_scores_compute(tree, counts, truth))
-        return out
+        return _hierarchy_scores_compute(tree, counts, self.target_hierarchy)
 
     def plot(self, val: Any = None, ax: Any = None) -> tuple[Any, Any]:
         val = self.compute() if val is None else val
