@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -44,8 +44,9 @@ def planted_logits(n: int, k: int, noise: float, scale: float, device: str, seed
         same = (cls[:, None] // width) == (cls[None, :] // width)
         sim = torch.maximum(sim, level * same.float())
     out = torch.empty(n, k, device=device)
-    for s in range(0, n, 8192):  # in chunks, so that making the logits does not set the peak memory
-        m = min(n, s + 8192) - s
+    step = max(1, (1 << 20) // k)
+    for s in range(0, n, step):  # in chunks, so that making the logits does not set the peak memory
+        m = min(n, s + step) - s
         y = torch.randint(k, (m,), generator=gen, device=device)
         out[s : s + m] = scale * (sim[y] + noise * torch.randn(m, k, generator=gen, device=device))
     return out
@@ -76,16 +77,24 @@ def planted_truth(n: int, k: int, device: str, seed: int = 0) -> torch.Tensor:
     """The true classes `planted_logits` drew (same generator sequence)."""
     gen = torch.Generator(device=device).manual_seed(seed)
     ys = []
-    for s in range(0, n, 8192):
-        m = min(n, s + 8192) - s
+    step = max(1, (1 << 20) // k)
+    for s in range(0, n, step):
+        m = min(n, s + step) - s
         ys.append(torch.randint(k, (m,), generator=gen, device=device))
         torch.randn(m, k, generator=gen, device=device)
     return torch.cat(ys)
 
 
-def rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def rss_bytes(peak: bool = False) -> int:
+    """Resident memory now, or its high-water mark since `reset_peak_rss` (Linux)."""
+    field = "VmHWM:" if peak else "VmRSS:"
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
+
+
+def reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM to the current resident size
 
 
 def sync(device: str) -> None:
@@ -104,17 +113,10 @@ def timed(fn, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def one_size(n: int, k: int, device: str, repeats: int) -> dict:
+def one_size(n: int, k: int, noise: float, scale: float, device: str, repeats: int) -> dict:
     """Runs in a fresh process: memory first (peak RSS / CUDA peak), then timings."""
-    noise, scale = calibrate(k, device)
     logits = planted_logits(n, k, noise, scale, device)
-    conf, assign = logits.softmax(1).max(1)
-    truth = planted_truth(n, k, device)
-    result = {
-        "n": n, "k": k, "device": device,
-        "top1_accuracy": float((assign == truth).float().mean()), "mean_confidence": float(conf.mean()),
-    }
-    del conf, assign, truth
+    result: dict = {"n": n, "k": k, "device": device}
     logits_bytes = logits.numel() * logits.element_size()
     l2h(logits[:64, :])  # load the kernels' code before measuring memory
     if device == "cuda":
@@ -124,10 +126,15 @@ def one_size(n: int, k: int, device: str, repeats: int) -> dict:
         tree = l2h(logits)
         peak = torch.cuda.max_memory_allocated() - base
     else:
+        reset_peak_rss()
         base = rss_bytes()
         tree = l2h(logits)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
+        peak = rss_bytes(peak=True) - base
     result["peak_extra_memory_vs_logits"] = peak / logits_bytes
+    conf, assign = logits.softmax(1).max(1)
+    result["top1_accuracy"] = float((assign == planted_truth(n, k, device)).float().mean())
+    result["mean_confidence"] = float(conf.mean())
+    del conf, assign
     result["merges"] = tree.merges.tolist()
     result["softmax_max_s"] = timed(lambda: logits.softmax(1).max(1), device, max(repeats, 5))
     result["engine_s"] = timed(lambda: l2h(logits), device, repeats)
@@ -146,9 +153,12 @@ def reference_run(n: int, k: int) -> dict:
 
 
 def child(args: list[str], timeout: float | None) -> dict | None:
+    # Freed blocks go straight back to the OS, so that the resident size is the memory in use (glibc otherwise
+    # keeps freed blocks of the sizes it has seen, and the peak of one step hides inside the last one's leftovers).
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
     try:
         out = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, check=True
+            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, check=True, env=env
         )
     except subprocess.TimeoutExpired:
         return None
@@ -162,11 +172,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference-timeout", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
-    parser.add_argument("--one", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--one", nargs=4, type=float, help=argparse.SUPPRESS)
     parser.add_argument("--reference", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_size(*args.one, args.device, args.repeats)))
+        n, k, noise, scale = args.one
+        print(json.dumps(one_size(int(n), int(k), noise, scale, args.device, args.repeats)))
         return
     if args.reference:
         print(json.dumps(reference_run(*args.reference)))
@@ -184,7 +195,8 @@ def main() -> None:
     rows = []
     for size in args.sizes:
         n, k = (int(v) for v in size.lower().split("x"))
-        row = child(["--one", str(n), str(k), "--device", args.device, "--repeats", str(args.repeats)], None)
+        noise, scale = calibrate(k, args.device)
+        row = child(["--one", str(n), str(k), str(noise), str(scale), "--device", args.device, "--repeats", str(args.repeats)], None)
         ref = child(["--reference", str(n), str(k)], args.reference_timeout)
         merges = row.pop("merges")
         if ref is not None:

@@ -135,6 +135,8 @@ class L2HMonitor(Callback):
         batches = self._batches.setdefault(dataloader_idx, [])
         if batches and batches[0][0].shape[1] != logits.shape[1]:
             raise ValueError(f"the number of classes K changed between batches: {batches[0][0].shape[1]} before, {logits.shape[1]} now")
+        if batches and (batches[0][1] is None) != (target is None):
+            raise ValueError("some validation batches came with a target and some without: give it for all or none")
         if self.max_samples is not None:
             room = self.max_samples - sum(b[0].shape[0] for b in batches)
             if room < logits.shape[0]:
@@ -278,17 +280,19 @@ class L2HMonitor(Callback):
         self.last_files["json"].write_text(json.dumps(record, indent=1))
         if not self.log_images:
             return
+        from matplotlib.image import imsave
+
         from .plotting import figure_to_array, plot_dendrogram
 
         title = f"L2H hierarchy, epoch {trainer.current_epoch}" + (f", dataloader {entry['dataloader_idx']}" if suffix else "")
         fig, _ = plot_dendrogram(tree, self.class_names, self._leaf_groups(tree.num_leaves), title=title)
+        image = figure_to_array(fig)  # rendered once, for the PNG and for TensorBoard
         self.last_files["png"] = out_dir / f"{stem}.png"
-        fig.savefig(self.last_files["png"], dpi=100)
+        imsave(self.last_files["png"], image)
         tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
         if not tensorboards:
             self._info_once("no-tb", "L2HMonitor: no TensorBoardLogger, so the dendrogram image and tree text are only saved under " + str(out_dir))
             return
-        image = figure_to_array(fig)
         text = "```\n" + tree.to_text(self.class_names) + "\n```\n\nNewick: `" + tree.to_newick(self.class_names) + "`"
         for logger in tensorboards:
             logger.experiment.add_image(f"{self.prefix}/dendrogram{suffix}", image, trainer.global_step, dataformats="HWC")

@@ -97,8 +97,8 @@ class _Reassign:
         info = torch.finfo(dtype)
         self.floor = info.tiny / info.eps**2  # below this, E has lost (or may lose) precision
         self.risky = (top - bottom) > -math.log(self.floor)  # rows E cannot serve: use the log domain
-        chunk = (1 << 26 if logits.is_cuda else 1 << 20) // K
-        self.buf = torch.empty(max(1, min(chunk, logits.shape[0])), K, dtype=dtype, device=logits.device)
+        rows = (1 << 26 if logits.is_cuda else 1 << 20) // K  # a cache-sized chunk (CPU), at most 1/4 of E
+        self.buf = torch.empty(max(1, min(rows, logits.shape[0] // 4)), K, dtype=dtype, device=logits.device)
 
     def points_by_cluster(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """For every cluster, (its points E can serve, its risky points), as index tensors."""
@@ -168,24 +168,22 @@ def _select_and_partner(reassign: _Reassign, aggregation: str) -> list[tuple[int
     members = dict(enumerate(torch.arange(K, device=device).split(1)))  # each live group's clusters
     points = reassign.points_by_cluster()
     node_of = torch.arange(K, device=device)  # cluster -> node of its live group
-    width = torch.full((2 * K - 1,), math.inf, dtype=torch.float64, device=device)  # |H| of live groups
-    width[:K] = 1.0
+    # |H| per node; only live groups receive probability mass, so merged-away nodes need no update
+    width = torch.ones(2 * K - 1, dtype=torch.float64, device=device)
     merges = []
     for new in range(K, 2 * K - 1):
         G = heapq.heappop(heap)[1]
         while G not in members:  # merged away as somebody's partner
             G = heapq.heappop(heap)[1]
         r, q = reassign(points[G], members[G])
-        mass = torch.zeros(2 * K - 1, dtype=torch.float64, device=device).index_add_(0, node_of[r], q)
-        H = int(torch.argmax(mass / width))  # first maximum = earliest group
+        mass = torch.bincount(node_of[r], weights=q, minlength=2 * K - 1)
+        H = int(torch.argmax(mass.div_(width)))  # first maximum = earliest group
         merges.append((G, H))
 
         members[new] = torch.cat((members.pop(G), members.pop(H)))
-        node_of[members[new]] = new
-        (a, b), (c, d) = points.pop(G), points.pop(H)
-        points[new] = (torch.cat((a, c)), torch.cat((b, d)))
+        node_of.index_fill_(0, members[new], new)
         width[new] = float(members[new].numel())
-        width[G] = width[H] = math.inf
+        points[new] = tuple(x if not y.numel() else torch.cat((x, y)) for x, y in zip(points.pop(G), points.pop(H)))
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
         heapq.heappush(heap, (score(new), new))
     return merges

@@ -50,6 +50,7 @@ def plot_dendrogram(
         >>> len(ax.get_xticklabels())
         12
     """
+    from matplotlib.collections import LineCollection
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
     from scipy.cluster.hierarchy import dendrogram
@@ -66,9 +67,10 @@ def plot_dendrogram(
     shown = min(K, max_leaves) if truncate else K
     sideways = shown > 40
     font = 10 if shown <= 20 else 8 if shown <= 60 else 7 if shown <= 200 else 5
-    if ax is None:
+    own_figure = ax is None
+    if own_figure:
         size = (10, max(4, 0.14 * shown + 1)) if sideways else (max(6, 0.3 * shown + 2), 5)
-        fig = Figure(figsize=size, layout="constrained")
+        fig = Figure(figsize=size)
         ax = fig.add_subplot()
     else:
         fig = ax.figure
@@ -94,11 +96,8 @@ def plot_dendrogram(
             common, count = Counter(group_of[i] for i in under).most_common(1)[0]
             colours.append(colour_of[common] if count == len(under) else "0.45")
 
-    for xs, ys in zip(tree["icoord"], tree["dcoord"]):
-        if sideways:
-            ax.plot(ys, xs, color="0.25", lw=0.8)
-        else:
-            ax.plot(xs, ys, color="0.25", lw=0.8)
+    links = [np.column_stack((ys, xs) if sideways else (xs, ys)) for xs, ys in zip(tree["icoord"], tree["dcoord"])]
+    ax.add_collection(LineCollection(links, colors="0.25", linewidths=0.8))
     ticks = 5 + 10 * np.arange(len(labels))
     # a truncated view shows only the top merges: start the height axis just below them
     top = float(Z[-1, 2])
@@ -137,7 +136,22 @@ def plot_dendrogram(
     if title is None:
         title = f"L2H hierarchy over {K} classes" + (f" (top {shown} subtrees)" if truncate else "")
     ax.set_title(title)
+    if own_figure:  # margins from the label lengths: much cheaper than a layout engine measuring every label
+        legend = [str(group_names[g]) if group_names is not None else f"group {g}" for g in colour_of]
+        _set_margins(fig, max(map(len, labels)), font, sideways, max(map(len, legend), default=0), len(legend) > 20)
     return fig, ax
+
+
+def _set_margins(fig: Any, label_chars: int, font: float, sideways: bool, legend_chars: int, two_columns: bool) -> None:
+    width, height = fig.get_size_inches()
+    char = 0.62 / 72  # inches per point of font size, per character (DejaVu Sans, on average)
+    labels = label_chars * font * char + 0.15
+    legend = (legend_chars * max(font, 6) * char + 0.45) * (2 if two_columns else 1) + 0.1 if legend_chars else 0.2
+    if sideways:
+        left, right, bottom, top = max(legend, 0.3), labels + 0.1, 0.55, 0.4
+    else:
+        left, right, bottom, top = 0.75, legend, labels + 0.1, 0.4
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
 
 
 def save_dendrogram(

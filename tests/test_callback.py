@@ -145,6 +145,7 @@ def test_no_pyplot_figures_stay_open(tmp_path):
         ("dict", lambda o, b: (o["logits"][:, :, None], None), "floating-point \\(N, K\\) tensor"),
         ("dict", lambda o, b: (o["logits"], b[1][:3]), "target must be class ids \\(N,\\)"),
         ("none", None, "validation_step returned NoneType"),
+        ("dict", lambda o, b: (o["logits"], b[1] if len(b[1]) == 64 else None), "some validation batches came with a target"),
     ],
 )
 def test_bad_outputs_name_the_problem(tmp_path, output, extract, message):
