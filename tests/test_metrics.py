@@ -273,3 +273,25 @@ def test_plot_returns_figure_and_axes_without_pyplot():
     assert fig.axes == [ax] and ax3.get_title().startswith("dendrogram purity")
     assert len(fig2.axes[0].lines) == 3
     assert plt.get_fignums() == []
+
+
+def test_metric_objects_log_from_a_lightning_module(tmp_path):
+    from lightning.pytorch import LightningModule, Trainer
+
+    parts, logits, target = batches()
+
+    class Logged(LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.dp = DendrogramPurity()
+            self.anchor = torch.nn.Linear(1, 1)
+
+        def validation_step(self, batch, batch_idx):
+            x, y = batch
+            self.dp.update(x, y)
+            self.log("val/dp", self.dp)
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(logits, target), batch_size=50)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    result = trainer.validate(Logged(), loader, verbose=False)
+    assert result[0]["val/dp"] == pytest.approx(float(dendrogram_purity(l2h(logits), logits, target)))
