@@ -158,10 +158,7 @@ def _write(result: dict, out: Path, names: Sequence[str] | None, truth: Hierarch
 
     out.mkdir(parents=True, exist_ok=True)
     tree: Hierarchy = result["hierarchy"]
-    groups = None
-    if truth is not None and truth.levels is not None and truth.num_leaves == tree.num_leaves:
-        usable = [m for m in truth.levels if len(set(m.tolist())) > 1]
-        groups = usable[-1].tolist() if usable else None
+    groups = truth.coarse_groups() if truth is not None and truth.num_leaves == tree.num_leaves else None
     files = [save_dendrogram(tree, out / "dendrogram.png", names, groups, max_leaves=MAX_LEAVES)]
     if tree.num_leaves > MAX_LEAVES:
         files.append(save_dendrogram(tree, out / "dendrogram_full.svg", names, groups))

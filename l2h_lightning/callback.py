@@ -299,12 +299,9 @@ class L2HMonitor(Callback):
             logger.experiment.add_text(f"{self.prefix}/tree{suffix}", text, trainer.global_step)
 
     def _leaf_groups(self, K: int) -> list[int] | None:
-        """Each class's coarsest ground-truth group (with at least two groups), for colouring the leaves."""
+        """Each class's coarse ground-truth group, for colouring the leaves."""
         truth = self.target_hierarchy
-        if truth is None or truth.levels is None or truth.num_leaves != K:
-            return None
-        usable = [m for m in truth.levels if len(set(m.tolist())) > 1]
-        return usable[-1].tolist() if usable else None
+        return truth.coarse_groups() if truth is not None and truth.num_leaves == K else None
 
     @staticmethod
     def _log_dir(trainer: Trainer) -> Path:

@@ -225,6 +225,11 @@ class Hierarchy:
                 stack.extend(reversed(self.children[v - self.num_leaves]))
         return out
 
+    def coarse_groups(self) -> list[int] | None:
+        """Each leaf's group at the coarsest of `levels` that has at least two groups (None without one)."""
+        usable = [m for m in self.levels or [] if len(set(m.tolist())) > 1]
+        return usable[-1].tolist() if usable else None
+
     def spans(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The dendrogram's leaf order, and every node's leaves as the range [start, end) of that order."""
         order = self.leaves(self.root)

@@ -6,22 +6,11 @@ import torch
 from scipy.cluster import hierarchy as sch
 
 from l2h_lightning import Hierarchy, l2h
+from reference import reference_rho
 
 
 def tree_from_logits(k=12, n=400, seed=0):
     return l2h(torch.as_tensor(np.random.default_rng(seed).normal(size=(n, k)) * 3))
-
-
-def lca_rho_brute(tree: Hierarchy) -> np.ndarray:
-    """rho from the definition: size of the smallest node holding both leaves."""
-    K = tree.num_leaves
-    sets = [set(tree.leaves(v)) for v in range(tree.num_nodes)]
-    out = np.zeros((K, K))
-    for i in range(K):
-        for j in range(K):
-            if i != j:
-                out[i, j] = (min(len(s) for s in sets if i in s and j in s) - 1) / (K - 1)
-    return out
 
 
 def same_partition(a, b) -> bool:
@@ -56,12 +45,12 @@ def test_from_linkage_reads_scipy_trees():
     Z = sch.linkage(np.random.default_rng(1).normal(size=(9, 3)), "average")
     tree = Hierarchy.from_linkage(Z)
     np.testing.assert_allclose(tree.to_linkage(), Z)
-    np.testing.assert_allclose(tree.rho().numpy(), lca_rho_brute(tree))
+    np.testing.assert_allclose(tree.rho().numpy(), reference_rho(tree.num_leaves, tree.children))
 
 
 def test_rho_of_a_learned_tree_matches_brute_force():
     tree = tree_from_logits(k=9)
-    np.testing.assert_allclose(tree.rho().numpy(), lca_rho_brute(tree))
+    np.testing.assert_allclose(tree.rho().numpy(), reference_rho(tree.num_leaves, tree.children))
 
 
 def test_from_levels_rho_by_hand():
@@ -75,7 +64,7 @@ def test_from_levels_rho_by_hand():
     assert rho[0, 4] == pytest.approx(1.0)  # the root
     assert rho[4, 6] == pytest.approx(2 / 6)  # LCA {4,5,6}
     assert rho[3, 3] == 0
-    np.testing.assert_allclose(rho.numpy(), lca_rho_brute(tree))
+    np.testing.assert_allclose(rho.numpy(), reference_rho(tree.num_leaves, tree.children))
     assert [m.tolist() for m in tree.levels] == levels
 
 
@@ -159,3 +148,10 @@ def test_invalid_trees_are_rejected():
         Hierarchy(4, [[0, 1], [2, 3]])
     with pytest.raises(ValueError, match="at least 2"):
         Hierarchy(2, [[0]])
+
+
+def test_coarse_groups_pick_the_coarsest_level_that_splits():
+    assert Hierarchy.from_levels([[0, 0, 1, 1], [0, 0, 0, 0]]).coarse_groups() == [0, 0, 1, 1]
+    assert Hierarchy.from_levels([[0, 1, 2, 2], [0, 0, 1, 1]]).coarse_groups() == [0, 0, 1, 1]
+    assert Hierarchy.from_levels([[0, 0, 0]]).coarse_groups() is None
+    assert tree_from_logits().coarse_groups() is None
