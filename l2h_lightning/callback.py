@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -110,6 +112,11 @@ class L2HMonitor(Callback):
     @property
     def state_key(self) -> str:
         return self._generate_state_key(prefix=self.prefix, logits_key=self.logits_key)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # Our values are computed once and broadcast, so they are identical on every process: Lightning's advice
+        # to sync them does not apply (and syncing would pair collectives across different hooks).
+        warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('{re.escape(self.prefix)}/")
 
     # ------------------------------------------------------------------------------------------- collect
     def _active(self, trainer: Trainer) -> bool:
