@@ -86,13 +86,13 @@ class _Reassign:
     def __init__(self, logits: torch.Tensor) -> None:
         self.logits = logits
         self.num_clusters = K = logits.shape[1]
+        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32  # half precision is upcast
         top, self.assign = logits.max(1)
-        top, bottom = top.float(), logits.amin(1).float()
+        top, bottom = top.to(dtype), logits.amin(1).to(dtype)
         bad = int((~(top.isfinite() & bottom.isfinite())).sum())
         if bad:
             raise ValueError(f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows")
-        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-        self.E = torch.sub(logits, top[:, None].to(dtype)).exp_()  # upcasts half precision
+        self.E = torch.sub(logits, top[:, None]).exp_()
         self.conf = self.E.sum(1).reciprocal_()  # g(x), the softmax maximum
         info = torch.finfo(dtype)
         self.floor = info.tiny / info.eps**2  # below this, E has lost (or may lose) precision

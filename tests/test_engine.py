@@ -99,6 +99,13 @@ def test_half_precision_is_upcast(dtype):
     assert [tuple(m) for m in l2h(logits).merges.tolist()] == reference_l2h(logits.double().numpy())[0]
 
 
+def test_float64_beyond_the_float32_range():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(size=(200, 6)) * 3
+    logits[:50, 0] += 1e39  # finite in float64, infinite in float32: these rows go to the log domain
+    assert assert_matches_reference(logits, "cluster_mean")
+
+
 def test_one_cluster_gives_a_tree_without_merges():
     tree = l2h(torch.randn(5, 1))
     assert tree.num_leaves == 1 and tree.merges.shape == (0, 2) and tree.to_linkage().shape == (0, 4)
