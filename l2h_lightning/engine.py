@@ -99,6 +99,10 @@ class _Reassign:
         self.risky = (top - bottom) > -math.log(self.floor)  # rows E cannot serve: use the log domain
         rows = (1 << 26 if logits.is_cuda else 1 << 20) // K  # a cache-sized chunk (CPU), at most 1/4 of E
         self.buf = torch.empty(max(1, min(rows, logits.shape[0] // 4)), K, dtype=dtype, device=logits.device)
+        # Each point's last masked argmax (at first its own cluster, which is always masked). A point's group only
+        # grows, so the columns it may move to only shrink: while that column stays outside the group it is still
+        # the (first) maximum, and the costly indexed max is skipped.
+        self.last = self.assign.clone()
 
     def points_by_cluster(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
         """For every cluster, (its points E can serve, its risky points), as index tensors."""
@@ -138,9 +142,21 @@ class _Reassign:
                 self._mask(x, p, columns, 0.0)
             else:
                 x.mul_(keep)
-            torch.max(x, 1, out=(q[s : s + step], r[s : s + step]))
+            self._argmax(x, p, q[s : s + step], r[s : s + step])
             q[s : s + step] /= x.sum(1)
         return r, q
+
+    def _argmax(self, x: torch.Tensor, points: torch.Tensor, top: torch.Tensor, where: torch.Tensor) -> None:
+        """Row maxima of the masked rows `x` into `top` and their first columns into `where`."""
+        if x.is_cuda or x.numel() < 1 << 18:  # CUDA (picking rows would sync), or too small to pay for picking
+            torch.max(x, 1, out=(top, where))
+        else:
+            where.copy_(self.last[points])
+            torch.gather(x, 1, where[:, None], out=top[:, None])
+            redo = (top == 0).nonzero().squeeze(1)  # masked now (or never computed): E > 0 everywhere else
+            if redo.numel():
+                top[redo], where[redo] = torch.max(x.index_select(0, redo), 1)
+        self.last[points] = where
 
     def _from_logits(self, points: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.logits[points].to(self.buf.dtype)
