@@ -5,7 +5,8 @@
     python benchmarks/bench_engine.py --sizes 10000x100 50000x1000 --repeats 3
 
 Logits have a planted three-level hierarchy (classes in groups of 10, groups of 10 groups), calibrated to about 80%
-top-1 accuracy and 0.8 mean confidence. Each size runs in its own process so that its peak memory is its own.
+top-1 accuracy and 0.8 mean confidence. Each size runs in fresh processes: one for the timings, one for the peak
+memory (with an allocator setting that makes resident memory exact, but allocation slower).
 For each size: the engine's median time, one ``softmax(logits, 1).max(1)`` on the same tensor, their ratio, the
 peak memory beyond the logits, and, where it finishes within `--reference-timeout` seconds, the slow reference of
 ``tests/reference.py`` with the speed-up over it and a check that the merges are identical.
@@ -113,29 +114,35 @@ def timed(fn, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def one_size(n: int, k: int, noise: float, scale: float, device: str, repeats: int) -> dict:
-    """Runs in a fresh process: memory first (peak RSS / CUDA peak), then timings."""
+def peak_memory(n: int, k: int, noise: float, scale: float, device: str) -> dict:
+    """Runs in a fresh process whose allocator returns freed blocks at once: the engine's peak beyond the logits."""
     logits = planted_logits(n, k, noise, scale, device)
-    result: dict = {"n": n, "k": k, "device": device}
-    logits_bytes = logits.numel() * logits.element_size()
-    l2h(logits[:64, :])  # load the kernels' code before measuring memory
+    l2h(logits[:64, :])  # load the kernels' code before measuring
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        tree = l2h(logits)
+        l2h(logits)
         peak = torch.cuda.max_memory_allocated() - base
     else:
         reset_peak_rss()
         base = rss_bytes()
-        tree = l2h(logits)
+        l2h(logits)
         peak = rss_bytes(peak=True) - base
-    result["peak_extra_memory_vs_logits"] = peak / logits_bytes
+    return {"peak_extra_memory_vs_logits": peak / (logits.numel() * logits.element_size())}
+
+
+def timings(n: int, k: int, noise: float, scale: float, device: str, repeats: int) -> dict:
+    """Runs in a fresh process with the usual allocator: medians of the engine and of one softmax pass."""
+    logits = planted_logits(n, k, noise, scale, device)
     conf, assign = logits.softmax(1).max(1)
-    result["top1_accuracy"] = float((assign == planted_truth(n, k, device)).float().mean())
-    result["mean_confidence"] = float(conf.mean())
+    result = {
+        "n": n, "k": k, "device": device,
+        "top1_accuracy": float((assign == planted_truth(n, k, device)).float().mean()),
+        "mean_confidence": float(conf.mean()),
+        "merges": l2h(logits).merges.tolist(),
+    }
     del conf, assign
-    result["merges"] = tree.merges.tolist()
     result["softmax_max_s"] = timed(lambda: logits.softmax(1).max(1), device, max(repeats, 5))
     result["engine_s"] = timed(lambda: l2h(logits), device, repeats)
     result["ratio_to_softmax"] = result["engine_s"] / result["softmax_max_s"]
@@ -152,10 +159,13 @@ def reference_run(n: int, k: int) -> dict:
     return {"reference_s": time.perf_counter() - start, "merges": [list(m) for m in merges]}
 
 
-def child(args: list[str], timeout: float | None) -> dict | None:
-    # Freed blocks go straight back to the OS, so that the resident size is the memory in use (glibc otherwise
-    # keeps freed blocks of the sizes it has seen, and the peak of one step hides inside the last one's leftovers).
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536"}
+def child(args: list[str], timeout: float | None, exact_memory: bool = False) -> dict | None:
+    env = dict(os.environ)
+    if exact_memory:
+        # Freed blocks go straight back to the OS, so that the resident size is the memory in use (glibc otherwise
+        # keeps freed blocks of sizes it has seen, and one step's peak hides in the last one's leftovers). This
+        # slows allocation down, so timings run in another process without it.
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     try:
         out = subprocess.run(
             [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, check=True, env=env
@@ -172,12 +182,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference-timeout", type=float, default=60.0)
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
-    parser.add_argument("--one", nargs=4, type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--memory", nargs=4, type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--timings", nargs=4, type=float, help=argparse.SUPPRESS)
     parser.add_argument("--reference", nargs=2, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.one:
-        n, k, noise, scale = args.one
-        print(json.dumps(one_size(int(n), int(k), noise, scale, args.device, args.repeats)))
+    if args.memory:
+        n, k, noise, scale = args.memory
+        print(json.dumps(peak_memory(int(n), int(k), noise, scale, args.device)))
+        return
+    if args.timings:
+        n, k, noise, scale = args.timings
+        print(json.dumps(timings(int(n), int(k), noise, scale, args.device, args.repeats)))
         return
     if args.reference:
         print(json.dumps(reference_run(*args.reference)))
@@ -196,7 +211,9 @@ def main() -> None:
     for size in args.sizes:
         n, k = (int(v) for v in size.lower().split("x"))
         noise, scale = calibrate(k, args.device)
-        row = child(["--one", str(n), str(k), str(noise), str(scale), "--device", args.device, "--repeats", str(args.repeats)], None)
+        size_args = [str(n), str(k), str(noise), str(scale), "--device", args.device, "--repeats", str(args.repeats)]
+        row = child(["--timings", *size_args], None)
+        row.update(child(["--memory", *size_args], None, exact_memory=True))
         ref = child(["--reference", str(n), str(k)], args.reference_timeout)
         merges = row.pop("merges")
         if ref is not None:

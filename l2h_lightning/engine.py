@@ -15,7 +15,8 @@ Why it is fast (pure torch, on the logits' device):
   heap picks the lowest score. Only per-cluster totals cross to the host, once.
 - ``E = exp(logits - row max)`` is computed once. A reassignment is then a masked max and a masked sum over the
   selected group's rows of E, processed in cache-sized chunks through one reused buffer. A point is touched
-  only when its own group is selected (about 4 times per point at K=1,000).
+  only when its own group is selected (about 4 times per point at K=1,000), and its previous masked argmax is
+  reused while it stays outside the group.
 - The partner needs only the group each point lands in (``node_of[r]``) and its probability: one scatter-add.
 - One host sync per step: the partner's id.
 - Rows whose logits span more than E can hold without underflow are reassigned in the log domain instead.
@@ -154,7 +155,9 @@ class _Reassign:
             where.copy_(self.last[points])
             torch.gather(x, 1, where[:, None], out=top[:, None])
             redo = (top == 0).nonzero().squeeze(1)  # masked now (or never computed): E > 0 everywhere else
-            if redo.numel():
+            if 2 * redo.numel() > x.shape[0]:
+                torch.max(x, 1, out=(top, where))
+            elif redo.numel():
                 top[redo], where[redo] = torch.max(x.index_select(0, redo), 1)
         self.last[points] = where
 
