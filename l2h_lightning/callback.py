@@ -101,6 +101,7 @@ class L2HMonitor(Callback):
         self.history: list[dict[str, Any]] = []  # the last results, oldest first
         self.last_files: dict[str, Path] = {}
         self._batches: dict[int, list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
+        self._kept: dict[int, int] = {}  # points kept per dataloader this validation run
         self._warned: set[str] = set()
         self._ran_this_epoch: tuple[Any, int] | None = None
 
@@ -127,7 +128,7 @@ class L2HMonitor(Callback):
         )
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        self._batches = {}
+        self._batches, self._kept = {}, {}
 
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -145,7 +146,7 @@ class L2HMonitor(Callback):
         if batches and (batches[0][1] is None) != (target is None):
             raise ValueError("some validation batches came with a target and some without: give it for all or none")
         if self.max_samples is not None:
-            room = self.max_samples - sum(b[0].shape[0] for b in batches)
+            room = self.max_samples - self._kept.get(dataloader_idx, 0)
             if room < logits.shape[0]:
                 self._warn_once("max_samples", f"L2HMonitor: max_samples={self.max_samples} reached; keeping the first {self.max_samples} validation points")
                 if room <= 0:
@@ -153,6 +154,7 @@ class L2HMonitor(Callback):
                 logits, target = logits[:room], None if target is None else target[:room]
         logits = logits.detach().to(self.store_dtype) if self.store_dtype else logits.detach()
         batches.append((logits, None if target is None else target.detach()))
+        self._kept[dataloader_idx] = self._kept.get(dataloader_idx, 0) + logits.shape[0]
 
     def _unpack(self, outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.extract is not None:
