@@ -253,13 +253,14 @@ class L2HMonitor(Callback):
         if self.class_names is not None and len(self.class_names) != K:
             raise ValueError(f"class_names has {len(self.class_names)} names but the logits have K = {K} columns")
         tree = l2h(logits, self.aggregation)
-        metrics: dict[str, float] = {"empty_clusters": float(K - torch.unique(logits.argmax(1)).numel())}
+        preds = logits.argmax(1)
+        metrics: dict[str, float] = {"empty_clusters": float(K - torch.unique(preds).numel())}
         if previous is not None:
             metrics["drift"] = float(tree_distance(previous, tree))
         if target is not None:
             truth = self.target_hierarchy
             num_classes = truth.num_leaves if truth is not None else max(int(target.max()) + 1, K)
-            counts = contingency_table(logits.argmax(1), target, K, num_classes)
+            counts = contingency_table(preds, target, K, num_classes)
             metrics.update({k: float(v) for k, v in _hierarchy_scores_compute(tree, counts, truth).items()})
         metrics["seconds"] = time.perf_counter() - start
         return {"tree": tree.to_dict(), "metrics": metrics, "num_points": logits.shape[0]}

@@ -113,7 +113,7 @@ class _TreeMetric(Metric):
         self.logits.append(preds.detach().to(self.store_dtype).flatten())
         self.target.append(target.detach().long())
 
-    def _tree_and_counts(self, need_tree: bool = True) -> tuple[Hierarchy | None, torch.Tensor]:
+    def _tree_and_counts(self) -> tuple[Hierarchy, torch.Tensor]:
         if self.fixed_tree:
             return self.hierarchy, self.counts
         K = int(self.num_clusters)
@@ -122,6 +122,5 @@ class _TreeMetric(Metric):
         logits = dim_zero_cat(self.logits).view(-1, K)
         target = dim_zero_cat(self.target)
         num_classes = self.num_classes or int(target.max()) + 1
-        if need_tree:
-            self.hierarchy = l2h(logits, self.aggregation)
+        self.hierarchy = l2h(logits, self.aggregation)
         return self.hierarchy, contingency_table(logits.argmax(1), target, K, num_classes)

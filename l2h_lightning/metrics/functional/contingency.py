@@ -42,10 +42,11 @@ def _counts(
     preds: torch.Tensor | None,
     target: torch.Tensor | None,
     counts: torch.Tensor | None,
-    num_classes: int | None = None,
+    target_hierarchy: Hierarchy | None = None,
 ) -> torch.Tensor:
-    """The contingency table, from (preds, target) or as given, checked against the tree; float64."""
+    """The contingency table, from (preds, target) or as given, checked against both trees; float64."""
     K = hierarchy.num_leaves
+    num_classes = target_hierarchy.num_leaves if target_hierarchy is not None else None
     if counts is None:
         if preds is None or target is None:
             raise ValueError("pass preds and target, or counts=")

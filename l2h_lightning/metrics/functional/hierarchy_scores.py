@@ -46,6 +46,5 @@ def hierarchy_scores(
         >>> {k: float(v) for k, v in scores.items()}
         {'dp': 1.0, 'lhd': 0.08333333333333333, 'leaf_purity': 1.0, 'empty_clusters': 0.0}
     """
-    num_classes = target_hierarchy.num_leaves if target_hierarchy is not None else None
-    counts = _counts(hierarchy, preds, target, counts, num_classes)
+    counts = _counts(hierarchy, preds, target, counts, target_hierarchy)
     return _hierarchy_scores_compute(hierarchy, counts, target_hierarchy)

@@ -57,8 +57,7 @@ def lca_height_distance(
         >>> float(lca_height_distance(tree, torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), truth))
         0.0
     """
-    num_classes = target_hierarchy.num_leaves if target_hierarchy is not None else None
-    counts = _counts(hierarchy, preds, target, counts, num_classes)
+    counts = _counts(hierarchy, preds, target, counts, target_hierarchy)
     if target_hierarchy is None:
         target_hierarchy = flat_hierarchy(counts.shape[1])
     return _lca_height_distance_compute(hierarchy, counts, target_hierarchy)

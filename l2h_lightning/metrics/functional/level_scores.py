@@ -88,7 +88,7 @@ def level_scores(
     """
     if target_hierarchy is None:
         raise ValueError("level_scores needs target_hierarchy (from Hierarchy.from_levels)")
-    counts = _counts(hierarchy, preds, target, counts, target_hierarchy.num_leaves)
+    counts = _counts(hierarchy, preds, target, counts, target_hierarchy)
     return _level_scores_compute(hierarchy, counts, target_hierarchy)
 
 
