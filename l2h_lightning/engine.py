@@ -168,6 +168,11 @@ class _Reassign:
         return r, (top - torch.logsumexp(x, 1)).exp()
 
 
+def _union(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    """The points of two merged groups, part by part (safe, risky)."""
+    return tuple(torch.cat(parts) for parts in zip(a, b))
+
+
 def _select_and_partner(reassign: _Reassign, aggregation: str) -> list[tuple[int, int]]:
     K, device = reassign.num_clusters, reassign.E.device
     assign = reassign.assign
@@ -202,7 +207,7 @@ def _select_and_partner(reassign: _Reassign, aggregation: str) -> list[tuple[int
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
         width[new] = float(members[new].numel())
-        points[new] = tuple(x if not y.numel() else torch.cat((x, y)) for x, y in zip(points.pop(G), points.pop(H)))
+        points[new] = _union(points.pop(G), points.pop(H))
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
         heapq.heappush(heap, (score(new), new))
     return merges
@@ -241,8 +246,7 @@ def _all_pairs(reassign: _Reassign, _: str) -> list[tuple[int, int]]:
         node_at[i], node_at[j] = new, -1
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         slot_of[members[new]] = i
-        (a, b), (c, d) = points.pop(G), points.pop(H)
-        points[new] = (torch.cat((a, c)), torch.cat((b, d)))
+        points[new] = _union(points.pop(G), points.pop(H))
         r, q = reassign(points[new], members[new])
         mass[i] = torch.zeros(K, dtype=torch.float64, device=device).index_add_(0, slot_of[r], q)
         mass[j] = 0.0
