@@ -6,6 +6,7 @@ NumPy float64, Python loops, no cleverness: these are what the package is checke
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -141,3 +142,173 @@ def reference_leaf_purity(preds, target):
 def reference_tree_distance(rho_a, rho_b):
     K = len(rho_a)
     return float(np.mean([abs(rho_a[i, j] - rho_b[i, j]) for i, j in itertools.combinations(range(K), 2)])) if K > 1 else 0.0
+
+
+# ------------------------------------------------------------------- L2H with exact decisions, SPEC §1 "Saturated"
+
+
+def _exact_values():
+    """Values v = n - D with n an exact Fraction and D >= 0 an mpmath number (the doubt part)."""
+    import fractions
+
+    import mpmath
+
+    mpf = mpmath.mpf
+
+    def frac_mpf(x):
+        return mpf(x.numerator) / x.denominator
+
+    def scale(v, c):  # c * v for an exact Fraction c > 0
+        return (v[0] * c, v[1] * c.numerator / c.denominator)
+
+    def diff(a, b):  # a - b, to the working precision
+        return frac_mpf(a[0] - b[0]) - (a[1] - b[1])
+
+    def to_float(v):
+        return float(frac_mpf(v[0]) - v[1])
+
+    def margin(a, b):
+        """Relative gap between a and b: against the doubt parts when the exact parts agree, else against |v|."""
+        if a[0] == b[0]:
+            if a[1] == b[1]:
+                # both exactly zero (groups that receive nothing) compare exactly in any arithmetic
+                return math.inf if a[0] == 0 and a[1] == 0 else 0.0
+            return float(abs(a[1] - b[1]) / max(a[1], b[1]))
+        scale_ = max(abs(frac_mpf(a[0]) - a[1]), abs(frac_mpf(b[0]) - b[1]))
+        return float(abs(diff(a, b)) / scale_)
+
+    return fractions.Fraction, mpmath, scale, diff, to_float, margin
+
+
+def reference_l2h_exact(logits, aggregation: str = "cluster_mean", weights=None, dps: int = 50):
+    """SPEC §1 with every decision taken on high-precision values (mpmath, `dps` digits, no underflow).
+
+    The logits are taken as the exact binary values of their float64 representation. Confidences are
+    carried as doubts d = 1 - g (and 1 - q), each a sum of exp(l_c - l_max) terms, so that values such as
+    5 - 1e-40 and 5 - 2e-40 are told apart. Returns (merges, margins, evidence):
+    - merges: list of (node, node), the selected group's node first (scipy numbering, merge i is node K+i);
+    - margins: relative gaps of every decision taken (selection, partner, all-pairs pair, runner-up
+      partner) and, per step, of the closest point-level decision (a reassigned point's best vs second-best
+      unmasked logit relative to the size of the numbers involved); a test treats an input whose smallest
+      margin is below its threshold as a near-tie that floating point may legitimately break either way;
+    - evidence: dict of per-merge lists, keys as `Hierarchy.evidence` (score, partner_value, runner_up,
+      runner_up_value, points, mass); for "all_pairs" the score is NaN and the runner-up is the selected
+      group's second-best partner.
+    """
+    Fraction, mpmath, scale, diff, to_float, margin = _exact_values()
+    L = np.asarray(logits, dtype=np.float64)
+    if aggregation not in ("cluster_mean", "sum", "group_mean", "all_pairs"):
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+    N, K = L.shape
+    w = np.ones(N) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (N,) or not (w >= 0).all() or not np.isfinite(w).all():
+        raise ValueError("weights must be N finite non-negative numbers")
+    keep = w > 0  # a point of weight 0 is absent
+    L, w = L[keep], w[keep]
+    N = len(L)
+    merges, margins = [], []
+    evidence = {k: [] for k in ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")}
+    with mpmath.workdps(dps):
+        mpf = mpmath.mpf
+        wf = [Fraction(float(x)) for x in w]  # exact weights
+        wm = [mpf(float(x)) for x in w]
+        a = L.argmax(axis=1)  # exact comparisons of the float64 values, first index on ties
+        # E[x][c] = exp(l_c - l_max): no underflow in mpmath, so every doubt keeps its relative precision
+        E = [[mpmath.exp(mpf(float(L[x, c])) - mpf(float(L[x, a[x]]))) for c in range(K)] for x in range(N)]
+        doubt = [mpmath.fsum(E[x][c] for c in range(K) if c != a[x]) / mpmath.fsum(E[x]) for x in range(N)]
+        members = [[x for x in range(N) if a[x] == c] for c in range(K)]
+        W = [sum((wf[x] for x in members[c]), Fraction(0)) for c in range(K)]  # weighted counts
+        Dsum = [mpmath.fsum(wm[x] * doubt[x] for x in members[c]) for c in range(K)]
+
+        def score(G):
+            nonempty = [c for c in G if W[c] > 0]
+            if aggregation == "cluster_mean":  # sum over clusters of (1 - mean doubt)
+                return (Fraction(len(nonempty)), mpmath.fsum(Dsum[c] * W[c].denominator / W[c].numerator for c in nonempty))
+            WG = sum((W[c] for c in nonempty), Fraction(0))
+            DG = mpmath.fsum(Dsum[c] for c in nonempty)
+            if aggregation == "sum":
+                return (WG, DG)
+            return (Fraction(1), DG * WG.denominator / WG.numerator)  # group_mean
+
+        def reassign(i, groups):
+            """Partner values A(H) = (n_H - U_H)/|H| for every j != i, and the masses n_H - U_H."""
+            G = set(groups[i])
+            free = [c for c in range(K) if c not in G]
+            owner = {c: j for j, H in enumerate(groups) for c in H}
+            n = {j: Fraction(0) for j in range(len(groups)) if j != i}
+            U = {j: [] for j in n}
+            closest = math.inf
+            for c0 in groups[i]:
+                for x in members[c0]:
+                    row = L[x]
+                    r = max(free, key=lambda c: (row[c], -c))  # first index on ties
+                    if len(free) > 1:
+                        l2 = max(row[c] for c in free if c != r)
+                        if row[r] != l2:  # exact ties follow the index rule exactly; near ones may flip
+                            size = max(1.0, abs(row[r]), abs(l2), row[a[x]] - l2)
+                            closest = min(closest, float((row[r] - l2) / size))
+                    others = mpmath.fsum(E[x][c] for c in free if c != r)
+                    n[owner[r]] += wf[x]
+                    U[owner[r]].append(wm[x] * others / (others + E[x][r]))
+            if closest < math.inf:
+                margins.append(closest)
+            mass = {j: (n[j], mpmath.fsum(U[j])) for j in n}
+            return {j: scale(mass[j], Fraction(1, len(groups[j]))) for j in n}, mass
+
+        def best_of(values, higher, order):
+            """Winner and runner-up keys of `values` (v = n - D), ties broken by `order` (earliest first)."""
+            import functools
+
+            def cmp(p, q):
+                d = diff(values[p], values[q])
+                if d != 0:
+                    return (-1 if d > 0 else 1) if higher else (-1 if d < 0 else 1)
+                return -1 if order(p) < order(q) else (1 if order(p) > order(q) else 0)
+
+            ranked = sorted(values, key=functools.cmp_to_key(cmp))
+            return ranked
+
+        groups = [(c,) for c in range(K)]
+        ids = list(range(K))
+        for step in range(K - 1):
+            with_points = [i for i, G in enumerate(groups) if any(W[c] > 0 for c in G)]
+            if aggregation == "all_pairs":
+                pair_values, per_i = {}, {}
+                for i in with_points:
+                    values, mass = reassign(i, groups)
+                    per_i[i] = (values, mass)
+                    pair_values.update({(i, j): v for j, v in values.items()})
+                ranked = best_of(pair_values, True, lambda ij: ij)
+                i, j = ranked[0]
+                if len(ranked) > 1:
+                    margins.append(margin(pair_values[ranked[0]], pair_values[ranked[1]]))
+                values, mass = per_i[i]
+                evidence["score"].append(math.nan)
+            else:
+                scores = {i: score(groups[i]) for i in with_points}
+                ranked_i = best_of(scores, False, lambda k: k)
+                i = ranked_i[0]
+                if len(ranked_i) > 1:
+                    margins.append(margin(scores[i], scores[ranked_i[1]]))
+                values, mass = reassign(i, groups)
+                evidence["score"].append(to_float(scores[i]))
+            ranked = best_of(values, True, lambda k: k)
+            if aggregation != "all_pairs":
+                j = ranked[0]
+            runners = [k for k in ranked if k != j]
+            if aggregation != "all_pairs" and runners:
+                margins.append(margin(values[j], values[runners[0]]))
+            if len(runners) > 1:  # which group is the runner-up is a decision too
+                margins.append(margin(values[runners[0]], values[runners[1]]))
+            evidence["partner_value"].append(to_float(values[j]))
+            evidence["runner_up"].append(ids[runners[0]] if runners else -1)
+            evidence["runner_up_value"].append(to_float(values[runners[0]]) if runners else math.nan)
+            evidence["points"].append(float(sum((W[c] for c in groups[i]), Fraction(0))))
+            evidence["mass"].append(to_float(mass[j]))
+            merges.append((ids[i], ids[j]))
+            new = groups[i] + groups[j]
+            for k in sorted((i, j), reverse=True):
+                del groups[k], ids[k]
+            groups.append(new)
+            ids.append(K + step)
+    return merges, margins, evidence
