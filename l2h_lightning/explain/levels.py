@@ -1,0 +1,92 @@
+"""Suggested levels: the numbers of groups at which a learned tree is most natural to read.
+
+Cutting the tree into n groups applies its first K - n merges (`Hierarchy.cut`). A cut is natural when the
+last merge applied was well supported and the next one, which starts joining the n groups, is not. The
+support of merge i (selected group G, partner H) is its **lift**:
+
+    lift_i = A_i * (K - |G|) / points_i,
+
+the partner's mean received probability per cluster (A, ``partner_value``) relative to an even share of one unit
+per reassigned point over the K - |G| clusters the points could move to. It is about 1 or below when the points
+have no preference (and at the root, whose partner is every other cluster), and about (K - |G|) / |H| times the
+probability they keep when all of them go to the partner. The score of the cut into n groups (2 <= n <= K-1) is
+
+    drop(n) = log lift_{K-n-1} - log lift_{K-n},
+
+and `suggest_cuts` returns the n with the largest positive drops. ``method="partner_value"`` uses the raw A_i
+instead of the lift (the direct reading of "where the partner values drop"); docs/insight.md compares the two.
+Cost: O(K).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..hierarchy import Hierarchy
+
+METHODS = ("lift", "partner_value")
+
+
+def cut_scores(tree: Hierarchy, *, method: str = "lift") -> torch.Tensor:
+    """(K+1,) float64 tensor: entry n is drop(n), the score of cutting `tree` into n groups (NaN for n < 2, n = K).
+
+    Example:
+        >>> from l2h_lightning import Hierarchy
+        >>> ev = {"partner_value": [9.0, 9.0, 1.0], "points": [10.0, 10.0, 20.0]}
+        >>> tree = Hierarchy.from_merges([[0, 1], [2, 3], [4, 5]], num_leaves=4, evidence=ev)
+        >>> [round(float(x), 3) for x in cut_scores(tree)[2:4]]  # 2 groups: {0, 1} and {2, 3}
+        [3.296, 0.0]
+    """
+    values = _support(tree, method)
+    K = tree.num_leaves
+    out = torch.full((K + 1,), math.nan, dtype=torch.float64)
+    if K > 2:
+        logs = values.clamp_min(torch.finfo(torch.float64).tiny).log()
+        logs[values.isnan()] = math.nan
+        j = torch.arange(1, K - 1)  # the first merge not applied, for n = K - j groups
+        out[K - j] = logs[j - 1] - logs[j]
+    return out
+
+
+def suggest_cuts(tree: Hierarchy, *, max_suggestions: int = 3, method: str = "lift") -> list[int]:
+    """Numbers of groups at which `tree` is most natural to read, best first (see the module doc).
+
+    Only cuts with a positive drop are suggested; equal drops: fewer groups first. Needs ``tree.evidence``
+    (trees from `l2h` carry it).
+
+    Example:
+        >>> from l2h_lightning import Hierarchy
+        >>> ev = {"partner_value": [9.0, 9.0, 1.0], "points": [10.0, 10.0, 20.0]}
+        >>> tree = Hierarchy.from_merges([[0, 1], [2, 3], [4, 5]], num_leaves=4, evidence=ev)
+        >>> suggest_cuts(tree)
+        [2]
+    """
+    if isinstance(max_suggestions, bool) or int(max_suggestions) != max_suggestions or max_suggestions < 0:
+        raise ValueError(f"max_suggestions must be a non-negative integer, got {max_suggestions!r}")
+    scores = cut_scores(tree, method=method).tolist()
+    ranked = sorted((n for n, s in enumerate(scores) if s > 0), key=lambda n: (-scores[n], n))
+    return ranked[: int(max_suggestions)]
+
+
+def _support(tree: Hierarchy, method: str) -> torch.Tensor:
+    """Per merge, the evidence value whose drops mark the cuts."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if not isinstance(tree, Hierarchy) or not tree.is_binary:
+        raise ValueError("tree must be a binary Hierarchy (for example from l2h)")
+    ev = tree.evidence or {}
+    missing = [k for k in ("partner_value", "points") if k not in ev]
+    if missing:
+        raise ValueError(
+            f"tree.evidence lacks {missing}: suggest_cuts reads the merge evidence that trees from l2h carry"
+        )
+    A = ev["partner_value"].double()
+    if method == "partner_value":
+        return A
+    K = tree.num_leaves
+    sizes = torch.tensor(tree.sizes(), dtype=torch.float64)
+    selected = sizes[tree.merges[:, 0]]
+    points = ev["points"].double()
+    return torch.where(points > 0, A * (K - selected) / points, torch.full_like(A, math.nan))
