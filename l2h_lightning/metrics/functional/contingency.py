@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from ...hierarchy import Hierarchy
+from ...hierarchy import Hierarchy, _as_int
+
+_BLOCK = 1 << 21  # elements per block in the blocked sums over nodes and classes
 
 
 def contingency_table(
@@ -12,15 +16,27 @@ def contingency_table(
 ) -> torch.Tensor:
     """(num_clusters, num_classes) int64 counts from cluster ids (N,) or logits (N, K) and class ids (N,).
 
+    Ids must be integer (or bool) tensors inside 0..num_clusters-1 and 0..num_classes-1; logits must not hold NaN
+    (their argmax would be meaningless). `target` is moved to `preds`' device.
+
     Example:
         >>> contingency_table(torch.tensor([0, 0, 1]), torch.tensor([1, 1, 0]), 2, 2).tolist()
         [[0, 2], [1, 0]]
     """
-    preds, target = torch.as_tensor(preds), torch.as_tensor(target)
+    num_clusters, num_classes = _as_int(num_clusters, "num_clusters"), _as_int(num_classes, "num_classes")
+    if num_clusters < 1 or num_classes < 1:
+        raise ValueError(f"num_clusters and num_classes must be positive, got {num_clusters} and {num_classes}")
+    preds, target = _tensor(preds, "preds"), _tensor(target, "target")
     if preds.ndim == 2:
         if preds.shape[1] != num_clusters:
             raise ValueError(f"preds are logits over {preds.shape[1]} clusters, but the tree has {num_clusters} leaves")
-        preds = preds.argmax(1)
+        if preds.is_floating_point():
+            bad = int(preds.isnan().any(1).sum())
+            if bad:
+                raise ValueError(f"preds are logits with NaN entries in {bad} of {preds.shape[0]} row(s): no argmax")
+        if preds.is_complex():
+            raise ValueError(f"preds must be real logits or integer cluster ids, got dtype {preds.dtype}")
+        preds = preds.argmax(1) if preds.shape[0] else torch.zeros(0, dtype=torch.long, device=preds.device)
     if preds.ndim != 1 or target.ndim != 1:
         raise ValueError(
             f"preds must be cluster ids (N,) or logits (N, K) and target class ids (N,); "
@@ -37,6 +53,41 @@ def contingency_table(
     return torch.bincount(flat, minlength=num_clusters * num_classes).view(num_clusters, num_classes)
 
 
+def _tensor(x: Any, name: str) -> torch.Tensor:
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise ValueError(f"{name} must be a tensor (or array) of numbers: {err}") from None
+
+
+def _check_tree(tree: Any, name: str, optional: bool = False) -> None:
+    if (tree is None and optional) or isinstance(tree, Hierarchy):
+        return
+    hint = " (build one with Hierarchy.from_levels(maps) or l2h(logits))"
+    raise ValueError(f"{name} must be a Hierarchy{' or None' if optional else ''}, got {type(tree).__name__}{hint}")
+
+
+def _check_counts(counts: Any, K: int | None = None, num_classes: int | None = None) -> torch.Tensor:
+    """A valid (K, C) table of non-negative finite counts with at least one point, as float64."""
+    counts = _tensor(counts, "counts")
+    if counts.ndim != 2 or (K is not None and counts.shape[0] != K):
+        what = f"a ({K}, C) table for a tree over {K} leaves" if K is not None else "a 2-D (clusters, classes) table"
+        raise ValueError(f"counts must be {what}, got shape {tuple(counts.shape)}")
+    if num_classes is not None and counts.shape[1] != num_classes:
+        raise ValueError(f"counts has {counts.shape[1]} classes, the target hierarchy has {num_classes}")
+    if counts.is_complex() or counts.dtype == torch.bool:
+        raise ValueError(f"counts must hold real numbers, got dtype {counts.dtype}")
+    counts = counts.double()
+    bad = int((~counts.isfinite()).sum())
+    if bad:
+        raise ValueError(f"counts must be finite, got {bad} NaN or infinite entries")
+    if (counts < 0).any():
+        raise ValueError(f"counts must not be negative, got {int((counts < 0).sum())} negative entries")
+    if counts.shape[1] == 0 or not counts.sum() > 0:
+        raise ValueError("counts hold no points (the table sums to 0): there is nothing to score")
+    return counts
+
+
 def _counts(
     hierarchy: Hierarchy,
     preds: torch.Tensor | None,
@@ -45,23 +96,21 @@ def _counts(
     target_hierarchy: Hierarchy | None = None,
 ) -> torch.Tensor:
     """The contingency table, from (preds, target) or as given, checked against both trees; float64."""
+    _check_tree(hierarchy, "hierarchy")
+    _check_tree(target_hierarchy, "target_hierarchy", optional=True)
     K = hierarchy.num_leaves
     num_classes = target_hierarchy.num_leaves if target_hierarchy is not None else None
     if counts is None:
         if preds is None or target is None:
             raise ValueError("pass preds and target, or counts=")
-        target = torch.as_tensor(target)
+        target = _tensor(target, "target")
         if num_classes is None:
-            num_classes = int(target.max()) + 1 if target.numel() else 1
+            num_classes = int(target.max()) + 1 if target.numel() and not target.is_complex() else 1
+            num_classes = max(num_classes, 1)
         counts = contingency_table(preds, target, K, num_classes)
-    counts = torch.as_tensor(counts)
-    if counts.ndim != 2 or counts.shape[0] != K:
-        raise ValueError(f"counts must be a ({K}, C) table for a tree over {K} leaves, got shape {tuple(counts.shape)}")
-    if num_classes is not None and counts.shape[1] != num_classes:
-        raise ValueError(f"counts has {counts.shape[1]} classes, the target hierarchy has {num_classes}")
-    if (counts < 0).any():
-        raise ValueError("counts must not be negative")
-    return counts.double()
+    elif preds is not None or target is not None:
+        raise ValueError("pass preds and target, or counts=, not both")
+    return _check_counts(counts, K, num_classes)
 
 
 def _node_counts(tree: Hierarchy, leaf_rows: torch.Tensor) -> torch.Tensor:

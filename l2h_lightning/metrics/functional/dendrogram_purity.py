@@ -7,15 +7,10 @@ import warnings
 import torch
 
 from ...hierarchy import Hierarchy
-from .contingency import _children_sum, _counts, _node_counts
+from .contingency import _BLOCK, _children_sum, _counts, _node_counts
 
 
 def _dendrogram_purity_compute(hierarchy: Hierarchy, counts: torch.Tensor) -> torch.Tensor:
-    n = _node_counts(hierarchy, counts)  # (nodes, C): points of each class under each node
-    within_children = _children_sum(hierarchy, n**2)
-    within_children[: hierarchy.num_leaves] = n[: hierarchy.num_leaves]  # a leaf's "children" are its points
-    pairs = (n**2 - within_children) / 2  # same-class pairs whose smallest common subtree is this node
-    purity = n / n.sum(1, keepdim=True).clamp(min=1)
     per_class = counts.sum(0)
     total_pairs = (per_class * (per_class - 1) / 2).sum()
     if total_pairs == 0 or (per_class > 0).sum() < 2:
@@ -25,7 +20,17 @@ def _dendrogram_purity_compute(hierarchy: Hierarchy, counts: torch.Tensor) -> to
             stacklevel=3,
         )
         return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
-    return (pairs * purity).sum() / total_pairs
+    K = hierarchy.num_leaves
+    size = _node_counts(hierarchy, counts.sum(1, keepdim=True))  # (nodes, 1): points under each node
+    total = torch.zeros((), dtype=torch.float64, device=counts.device)
+    step = max(1, _BLOCK // hierarchy.num_nodes)
+    for c in range(0, counts.shape[1], step):  # classes are independent: bound the memory by blocks of them
+        n = _node_counts(hierarchy, counts[:, c : c + step])  # (nodes, block): points of each class under each node
+        within_children = _children_sum(hierarchy, n**2)
+        within_children[:K] = n[:K]  # a leaf's "children" are its points
+        pairs = (n**2 - within_children) / 2  # same-class pairs whose smallest common subtree is this node
+        total += (pairs * n / size.clamp(min=1)).sum()
+    return total / total_pairs
 
 
 def dendrogram_purity(

@@ -12,7 +12,7 @@ import warnings
 import torch
 
 from ...hierarchy import Hierarchy
-from .contingency import _children_sum, _counts, _heights, _node_counts
+from .contingency import _BLOCK, _counts, _heights, _node_counts
 
 
 def flat_hierarchy(num_classes: int) -> Hierarchy:
@@ -21,16 +21,34 @@ def flat_hierarchy(num_classes: int) -> Hierarchy:
 
 
 def _lca_height_distance_compute(hierarchy: Hierarchy, counts: torch.Tensor, target_hierarchy: Hierarchy) -> torch.Tensor:
-    n = _node_counts(hierarchy, counts)  # (nodes of T, C)
-    S = _node_counts(target_hierarchy, n.T).T  # (nodes of T, nodes of H): points under both
-    Q = S**2 - _children_sum(target_hierarchy, (S**2).T).T  # ordered pairs under v whose H-LCA is u
-    pairs = (Q - _children_sum(hierarchy, Q)) / 2  # unordered pairs with T-LCA v and H-LCA u
-    rho_T, rho_H = _heights(hierarchy, counts.device), _heights(target_hierarchy, counts.device)
     N = counts.sum()
     if N < 2:
         warnings.warn("LCA height distance is undefined for fewer than two points: returning NaN", stacklevel=3)
         return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
-    return ((rho_T[:, None] - rho_H[None, :]).abs() * pairs).sum() / (N * (N - 1) / 2)
+    # S[v, u] = points under node v of T and node u of H. The unordered pairs whose LCAs are exactly (v, u)
+    # number (S^2 - children's S^2 in T - in H + in both) / 2; summing them times w(v, u) = |rho_T(v) - rho_H(u)|
+    # equals the sum of S^2 / 2 times w's second difference over (v, parent of v) x (u, parent of u), which needs
+    # only row v of S: rows are taken in blocks, so memory stays O(block x nodes of H) for any tree size.
+    device = counts.device
+    rho_T, rho_H = _heights(hierarchy, device), _heights(target_hierarchy, device)
+    par_T, par_H = hierarchy.parents.to(device), target_hierarchy.parents.to(device)
+    up_T = torch.where(par_T >= 0, rho_T[par_T.clamp(min=0)], 0.0)
+    has_T = (par_T >= 0).double()
+    up_H = torch.where(par_H >= 0, rho_H[par_H.clamp(min=0)], 0.0)
+    has_H = (par_H >= 0).double()
+    order, start, end = (t.to(device) for t in hierarchy.spans())
+    cum = torch.zeros(hierarchy.num_leaves + 1, counts.shape[1], dtype=torch.float64, device=device)
+    cum[1:] = counts[order].cumsum(0)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    step = max(1, _BLOCK // max(counts.shape[1], target_hierarchy.num_nodes))
+    for v0 in range(0, hierarchy.num_nodes, step):
+        v = slice(v0, v0 + step)
+        n = cum[end[v]] - cum[start[v]]  # (block, C): points of each class under each node of T
+        S = _node_counts(target_hierarchy, n.T).T  # (block, nodes of H)
+        a, pa, ma = rho_T[v, None], up_T[v, None], has_T[v, None]
+        d = (a - rho_H).abs() - (pa - rho_H).abs() * ma - ((a - up_H).abs() - (pa - up_H).abs() * ma) * has_H
+        total += (S**2 * d).sum()
+    return total / 2 / (N * (N - 1) / 2)
 
 
 def lca_height_distance(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .contingency import contingency_table
+from .contingency import _check_counts, _tensor, contingency_table
 
 
 def _leaf_purity_compute(counts: torch.Tensor) -> torch.Tensor:
@@ -15,6 +15,8 @@ def leaf_purity(
     preds: torch.Tensor | None = None, target: torch.Tensor | None = None, *, counts: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Fraction of points in their cluster's majority class. Higher is better.
+
+    Needs no tree. A table without points is refused (ValueError); counts may be fractional (weighted points).
 
     Args:
         preds: cluster ids (N,) or logits (N, K); target: class ids (N,); or counts: a (K, C) table.
@@ -27,7 +29,16 @@ def leaf_purity(
     if counts is None:
         if preds is None or target is None:
             raise ValueError("pass preds and target, or counts=")
-        preds, target = torch.as_tensor(preds), torch.as_tensor(target)
-        num_clusters = preds.shape[1] if preds.ndim == 2 else int(preds.max()) + 1 if preds.numel() else 1
-        counts = contingency_table(preds, target, num_clusters, int(target.max()) + 1 if target.numel() else 1)
-    return _leaf_purity_compute(torch.as_tensor(counts))
+        preds, target = _tensor(preds, "preds"), _tensor(target, "target")
+        num_clusters = preds.shape[1] if preds.ndim == 2 else _id_count(preds)
+        counts = contingency_table(preds, target, max(num_clusters, 1), _id_count(target))
+    elif preds is not None or target is not None:
+        raise ValueError("pass preds and target, or counts=, not both")
+    return _leaf_purity_compute(_check_counts(counts))
+
+
+def _id_count(ids: torch.Tensor) -> int:
+    """1 + the largest id (1 when there is none); contingency_table then names bad ids."""
+    if ids.numel() == 0 or ids.is_floating_point() or ids.is_complex() or ids.ndim != 1:
+        return 1
+    return max(int(ids.max()) + 1, 1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ...hierarchy import Hierarchy
-from .contingency import _counts
+from .contingency import _check_tree, _counts
 
 
 def _nmi(table: torch.Tensor) -> torch.Tensor:
@@ -49,6 +49,8 @@ def _acc(table: torch.Tensor) -> torch.Tensor:
 def _level_scores_compute(hierarchy: Hierarchy, counts: torch.Tensor, target_hierarchy: Hierarchy) -> dict:
     if target_hierarchy.levels is None:
         raise ValueError("target_hierarchy has no levels: build it with Hierarchy.from_levels(maps)")
+    if not counts.sum() > 0:
+        raise ValueError("level scores need at least one point: the counts sum to 0")
     out = {}
     for i, level in enumerate(target_hierarchy.levels, start=1):
         true_group = torch.unique(level, return_inverse=True)[1].to(counts.device)
@@ -87,6 +89,7 @@ def level_scores(
     """
     if target_hierarchy is None:
         raise ValueError("level_scores needs target_hierarchy (from Hierarchy.from_levels)")
+    _check_tree(target_hierarchy, "target_hierarchy")
     counts = _counts(hierarchy, preds, target, counts, target_hierarchy)
     return _level_scores_compute(hierarchy, counts, target_hierarchy)
 
