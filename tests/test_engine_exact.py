@@ -147,7 +147,7 @@ def test_reference_integer_weights_equal_repeated_rows(aggregation):
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_saturated_logits_give_the_exact_tree_in_float32_and_float64(aggregation):
     rng = np.random.default_rng(AGGREGATIONS.index(aggregation) + 100)
-    all_cases = list(cases(rng, 14)) + [(16, 80), (12, 12)]
+    all_cases = list(cases(rng, 14)) + [(16, 80), (12, 12), (16, 240)]
     checked = float64_reference_wrong = 0
     for k, n in all_cases:
         x = saturated_logits(rng, n, k)
