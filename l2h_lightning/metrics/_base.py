@@ -10,8 +10,8 @@ from torchmetrics.utilities import rank_zero_warn
 from torchmetrics.utilities.data import dim_zero_cat
 
 from ..engine import AGGREGATIONS, l2h
-from ..hierarchy import Hierarchy
-from .functional.contingency import contingency_table
+from ..hierarchy import Hierarchy, _as_int
+from .functional.contingency import _check_tree, _tensor, contingency_table
 
 
 class _TreeMetric(Metric):
@@ -41,12 +41,18 @@ class _TreeMetric(Metric):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if aggregation not in AGGREGATIONS:
+        _check_tree(hierarchy, "hierarchy", optional=True)
+        _check_tree(target_hierarchy, "target_hierarchy", optional=True)
+        if not isinstance(aggregation, str) or aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-        if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 1):
             raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
-        if store_dtype is not None and not store_dtype.is_floating_point:
-            raise ValueError(f"store_dtype must be a floating-point dtype, got {store_dtype}")
+        if store_dtype is not None and (not isinstance(store_dtype, torch.dtype) or not store_dtype.is_floating_point):
+            raise ValueError(
+                f"store_dtype must be a floating-point torch.dtype such as torch.float16, got {store_dtype!r}"
+            )
+        if num_classes is not None:
+            num_classes = _as_int(num_classes, "num_classes")
         if target_hierarchy is not None:
             if num_classes is not None and num_classes != target_hierarchy.num_leaves:
                 raise ValueError(
@@ -86,18 +92,33 @@ class _TreeMetric(Metric):
             self._add_placeholders()
 
     def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
-        """Add a batch: logits (N, K) and class ids (N,) (fixed-tree mode also takes cluster ids (N,))."""
+        """Add a batch: logits (N, K) and class ids (N,) (fixed-tree mode also takes cluster ids (N,)).
+
+        Class ids must be an integer (or bool) tensor, as in torchmetrics; float targets are refused.
+        """
         if self.fixed_tree:
             self.counts += contingency_table(preds, target, self.hierarchy.num_leaves, self.num_classes).to(self.counts)
             return
-        preds, target = torch.as_tensor(preds), torch.as_tensor(target)
+        preds, target = _tensor(preds, "preds"), _tensor(target, "target")
         if preds.ndim != 2 or not preds.is_floating_point():
             raise ValueError(
                 f"update needs logits (N, K) of a floating dtype to learn the tree from, got shape "
                 f"{tuple(preds.shape)} and dtype {preds.dtype} (pass hierarchy= to score cluster ids on a fixed tree)"
             )
+        if preds.shape[1] == 0:
+            raise ValueError("preds: the logits have no columns (K = 0)")
         if target.ndim != 1 or target.numel() != preds.shape[0]:
             raise ValueError(f"target must be class ids (N,) for the {preds.shape[0]} rows of logits, got shape {tuple(target.shape)}")
+        if target.is_floating_point() or target.is_complex():
+            raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}")
+        if target.numel():
+            low, high = int(target.min()), int(target.max())
+            if low < 0 or (self.num_classes is not None and high >= self.num_classes):
+                top = "" if self.num_classes is None else f"..{self.num_classes - 1}"
+                raise ValueError(f"target has class ids outside 0{top} (min {low}, max {high})")
+        bad = int((~preds.isfinite()).any(1).sum())
+        if bad:
+            raise ValueError(f"preds: the logits have NaN or infinite entries in {bad} of {preds.shape[0]} row(s)")
         K = preds.shape[1]
         if self._K is None:
             self._K = K
@@ -110,16 +131,30 @@ class _TreeMetric(Metric):
                 rank_zero_warn(f"max_samples={self.max_samples} reached: the metric keeps the first {self.max_samples} points")
                 preds, target = preds[: max(room, 0)], target[: max(room, 0)]
         self._seen += preds.shape[0]
-        self.logits.append(preds.detach().to(self.store_dtype).flatten())
-        self.target.append(target.detach().long())
+        # always a compact copy: a kept view of a slice would hold its whole base tensor alive
+        kept = preds.detach().to(self.store_dtype, copy=True).contiguous()
+        if preds.dtype != self.store_dtype:
+            over = int((~kept.isfinite()).any(1).sum())
+            if over:
+                raise ValueError(
+                    f"preds: {over} row(s) of logits exceed the range of store_dtype={self.store_dtype} "
+                    f"(largest {torch.finfo(self.store_dtype).max:g}) and would be stored as infinities; "
+                    "pass a wider store_dtype such as torch.float32"
+                )
+        self.logits.append(kept.reshape(-1))
+        self.target.append(target.detach().long().clone())
 
     def _tree_and_counts(self) -> tuple[Hierarchy, torch.Tensor]:
         if self.fixed_tree:
+            if not self.counts.sum() > 0:
+                raise ValueError("no points to score: call update(preds, target) with at least one point before compute()")
             return self.hierarchy, self.counts
         K = int(self.num_clusters)
         if K == 0:
             raise ValueError("no logits to learn a tree from: call update(logits, target) before compute()")
         logits = dim_zero_cat(self.logits).view(-1, K)
+        if logits.shape[0] == 0:
+            raise ValueError("no points to learn a tree from: every update(logits, target) so far had zero rows")
         target = dim_zero_cat(self.target)
         num_classes = self.num_classes or int(target.max()) + 1
         self.hierarchy = l2h(logits, self.aggregation)

@@ -5,6 +5,7 @@ from typing import Any
 import torch
 from torchmetrics import Metric
 
+from ..hierarchy import _as_int
 from ._plot import plot_values
 from .functional.contingency import contingency_table
 from .functional.leaf_purity import _leaf_purity_compute
@@ -31,6 +32,7 @@ class LeafPurity(Metric):
 
     def __init__(self, num_clusters: int, num_classes: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        num_clusters, num_classes = _as_int(num_clusters, "num_clusters"), _as_int(num_classes, "num_classes")
         if num_clusters < 1 or num_classes < 1:
             raise ValueError(f"num_clusters and num_classes must be positive, got {num_clusters} and {num_classes}")
         self.add_state("counts", torch.zeros(num_clusters, num_classes, dtype=torch.long), dist_reduce_fx="sum")
@@ -40,6 +42,8 @@ class LeafPurity(Metric):
         self.counts += contingency_table(preds, target, *self.counts.shape).to(self.counts)
 
     def compute(self) -> torch.Tensor:
+        if not self.counts.sum() > 0:
+            raise ValueError("no points to score: call update(preds, target) with at least one point before compute()")
         return _leaf_purity_compute(self.counts)
 
     def plot(self, val: Any = None, ax: Any = None) -> tuple[Any, Any]:
