@@ -68,7 +68,7 @@ def _check_tree(tree: Any, name: str, optional: bool = False) -> None:
 
 
 def _check_counts(counts: Any, K: int | None = None, num_classes: int | None = None) -> torch.Tensor:
-    """A valid (K, C) table of non-negative finite counts with at least one point, as float64."""
+    """A valid (K, C) table of non-negative whole counts with at least one point, as float64."""
     counts = _tensor(counts, "counts")
     if counts.ndim != 2 or (K is not None and counts.shape[0] != K):
         what = f"a ({K}, C) table for a tree over {K} leaves" if K is not None else "a 2-D (clusters, classes) table"
@@ -83,6 +83,10 @@ def _check_counts(counts: Any, K: int | None = None, num_classes: int | None = N
         raise ValueError(f"counts must be finite, got {bad} NaN or infinite entries")
     if (counts < 0).any():
         raise ValueError(f"counts must not be negative, got {int((counts < 0).sum())} negative entries")
+    frac = counts != counts.round()
+    if frac.any():
+        # pair counts C(n, 2) of fractional n are no pair counts (C(0.5, 2) < 0): scores would leave [0, 1]
+        raise ValueError(f"counts must be whole numbers of points, got fractional entries (e.g. {float(counts[frac][0])!r})")
     if counts.shape[1] == 0 or not counts.sum() > 0:
         raise ValueError("counts hold no points (the table sums to 0): there is nothing to score")
     return counts

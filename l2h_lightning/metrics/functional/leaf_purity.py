@@ -16,7 +16,7 @@ def leaf_purity(
 ) -> torch.Tensor:
     """Fraction of points in their cluster's majority class. Higher is better.
 
-    Needs no tree. A table without points is refused (ValueError); counts may be fractional (weighted points).
+    Needs no tree. A table without points, or with fractional, negative or NaN counts, is refused (ValueError).
 
     Args:
         preds: cluster ids (N,) or logits (N, K); target: class ids (N,); or counts: a (K, C) table.
