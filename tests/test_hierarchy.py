@@ -155,3 +155,185 @@ def test_coarse_groups_pick_the_coarsest_level_that_splits():
     assert Hierarchy.from_levels([[0, 1, 2, 2], [0, 0, 1, 1]]).coarse_groups() == [0, 0, 1, 1]
     assert Hierarchy.from_levels([[0, 0, 0]]).coarse_groups() is None
     assert tree_from_logits().coarse_groups() is None
+
+
+# ------------------------------------------------------------------------------------------------ evidence
+
+def evidence_tree():
+    evidence = {
+        "score": [0.5, float("nan")],
+        "partner_value": [0.9, 0.25],
+        "runner_up": [2, -1],
+        "runner_up_value": [0.1, float("nan")],
+        "points": [40.0, 12.5],
+        "mass": [1.8, 0.75],
+    }
+    return Hierarchy.from_merges([[0, 1], [3, 2]], num_leaves=3, evidence=evidence), evidence
+
+
+def test_evidence_is_kept_with_its_dtypes():
+    tree, evidence = evidence_tree()
+    assert set(tree.evidence) == set(evidence)
+    assert tree.evidence["runner_up"].dtype == torch.int64 and tree.evidence["runner_up"].tolist() == [2, -1]
+    for key in ("score", "partner_value", "runner_up_value", "points", "mass"):
+        assert tree.evidence[key].dtype == torch.float64
+        torch.testing.assert_close(tree.evidence[key], torch.tensor(evidence[key], dtype=torch.float64), equal_nan=True)
+    assert Hierarchy.from_merges([[0, 1], [3, 2]], 3).evidence is None
+
+
+def test_evidence_is_a_copy_of_what_was_passed():
+    points = torch.tensor([4.0, 5.0])
+    tree = Hierarchy.from_merges([[0, 1], [3, 2]], 3, evidence={"points": points})
+    points[0] = -1
+    assert tree.evidence["points"].tolist() == [4.0, 5.0]
+
+
+def test_evidence_survives_json_with_nan_and_keeps_dtypes():
+    tree, _ = evidence_tree()
+    saved = tree.to_dict()
+    text = json.dumps(saved, allow_nan=False)  # strict JSON: NaN is stored as null
+    assert saved["evidence"]["score"] == [0.5, None]
+    back = Hierarchy.from_dict(json.loads(text))
+    assert back == tree
+    for key, value in tree.evidence.items():
+        assert back.evidence[key].dtype == value.dtype
+        torch.testing.assert_close(back.evidence[key], value, equal_nan=True)
+    assert "evidence" not in Hierarchy.from_merges([[0, 1]], 2).to_dict()
+
+
+def test_equality_is_structural_and_ignores_evidence():
+    tree, _ = evidence_tree()
+    assert tree == Hierarchy.from_merges([[0, 1], [3, 2]], 3)
+
+
+def test_to_text_shows_the_evidence_of_each_merge():
+    tree, _ = evidence_tree()
+    assert tree.to_text(["cat", "dog", "car"]).splitlines() == [
+        "3 classes (node 4, partner 0.25, no runner-up, 12.5 points, height 2)",
+        "  2 classes (node 3, score 0.5, partner 0.9, runner-up car 0.1, 40 points, height 1)",
+        "    cat",
+        "    dog",
+        "  car",
+    ]
+    internal = Hierarchy.from_merges([[0, 1], [2, 3], [4, 5]], 4, evidence={"runner_up": [2, 4, 5], "extra": [1.0, 2.0, 3.0]})
+    assert "runner-up node 5, extra 3" in internal.to_text().splitlines()[0]
+
+
+# ------------------------------------------------------------------------------------------------ deep trees
+
+K_CHAIN = 10_000  # depth 9,999: anything recursive on depth fails long before
+
+
+def chain(k):
+    """The tree L2H gives when one class wins every row: ((((0, 1), 2), 3), ...)."""
+    return Hierarchy.from_merges([[0, 1]] + [[k + i - 1, i + 1] for i in range(1, k - 1)], num_leaves=k)
+
+
+@pytest.fixture(scope="module")
+def deep():
+    return chain(K_CHAIN)
+
+
+def test_chain_newick_round_trip(deep):
+    text = deep.to_newick()
+    assert text.startswith("(" * (K_CHAIN - 1) + "0:1,1:1):1,2:2):1") and text.endswith(f",{K_CHAIN - 1}:{K_CHAIN - 1});")
+    assert Hierarchy.from_newick(text) == deep
+    names = [f"class {i}" for i in range(K_CHAIN)]
+    assert Hierarchy.from_newick(deep.to_newick(names), names) == deep
+
+
+def test_chain_text_outline_is_bounded(deep):
+    lines = deep.to_text().splitlines()
+    assert len(lines) == 2 * K_CHAIN - 1
+    assert lines[0] == f"{K_CHAIN} classes (height {K_CHAIN - 1})"
+    assert lines[K_CHAIN - 1 : K_CHAIN + 1] == ["  " * 32 + f"[depth {K_CHAIN - 1}] {leaf}" for leaf in (0, 1)]
+    assert lines[-1] == f"  {K_CHAIN - 1}"
+    assert max(len(line) - len(line.lstrip(" ")) for line in lines) == 64
+
+
+def test_chain_leaves_sizes_spans_and_parents(deep):
+    K = K_CHAIN
+    assert deep.leaves(deep.root) == list(range(K))
+    assert deep.leaves(K + 2) == [0, 1, 2, 3]
+    assert deep.sizes()[K:] == list(range(2, K + 1))
+    order, start, end = deep.spans()
+    assert order.tolist() == list(range(K))
+    assert start[K:].eq(0).all() and end[K:].tolist() == list(range(2, K + 1))
+    assert deep.parents[:K].tolist() == [K, K] + list(range(K + 1, 2 * K - 1))
+    assert deep.merges.shape == (K - 1, 2) and deep.merges[-1].tolist() == [2 * K - 3, K - 1]
+
+
+def test_chain_cut(deep):
+    K = K_CHAIN
+    assert deep.cut(3).tolist() == [0] * (K - 2) + [1, 2]
+    assert deep.cut(K).tolist() == list(range(K))
+    assert deep.cut(1).eq(0).all()
+    assert same_partition(deep.cut(17), sch.fcluster(deep.to_linkage(), 17, "maxclust"))
+
+
+def test_chain_linkage_round_trip(deep):
+    Z = deep.to_linkage()
+    assert sch.is_valid_linkage(Z) and sch.is_monotonic(Z)
+    assert Hierarchy.from_linkage(Z) == deep
+
+
+def test_chain_from_parents(deep):
+    back = Hierarchy.from_parents(deep.parents.tolist())
+    assert back.heights == deep.heights  # 1 + the largest child height is the merge step on a chain
+    assert [sorted(ch) for ch in back.children] == [sorted(ch) for ch in deep.children]
+
+
+def test_chain_dict_round_trip_and_repr(deep):
+    with_evidence = Hierarchy.from_merges(deep.merges, K_CHAIN, evidence={"points": torch.arange(K_CHAIN - 1.0)})
+    back = Hierarchy.from_dict(json.loads(json.dumps(with_evidence.to_dict())))
+    assert back == deep and torch.equal(back.evidence["points"], with_evidence.evidence["points"])
+    assert repr(deep) == f"Hierarchy(num_leaves={K_CHAIN}, binary, '" + "(" * 77 + "...')"
+
+
+def test_chain_rho_in_closed_form():
+    # K = 2,000 here: rho of the 10,000 chain is a 10,000 x 10,000 float64 matrix (800 MB)
+    k = 2000
+    rho = chain(k).rho()
+    i = torch.arange(k, dtype=torch.float64)
+    expected = torch.maximum(i[:, None], i[None, :]) / (k - 1)  # LCA(i, j) of a chain holds leaves 0..max(i, j)
+    expected.fill_diagonal_(0)
+    assert torch.equal(rho, expected)
+
+
+def test_deep_multifurcating_tree_round_trips_and_matches_the_reference():
+    def ternary_chain(depth):  # (((0, 1, 2), 3, 4), 5, 6) ...: every internal node has three children
+        k = 2 * depth + 1
+        return Hierarchy(k, [[0, 1, 2]] + [[k + i - 1, 2 * i + 1, 2 * i + 2] for i in range(1, depth)])
+
+    deep3 = ternary_chain(5000)
+    assert Hierarchy.from_newick(deep3.to_newick()) == deep3
+    assert Hierarchy.from_dict(deep3.to_dict()) == deep3
+    small = ternary_chain(12)
+    np.testing.assert_array_equal(small.rho().numpy(), reference_rho(small.num_leaves, small.children))
+
+
+def test_from_levels_at_k_10000_and_coarse_groups():
+    K = K_CHAIN
+    fine, coarse = [i // 10 for i in range(K)], [i // 1000 for i in range(K)]
+    tree = Hierarchy.from_levels([fine, coarse])
+    assert tree.num_leaves == K and len(tree.children) == 1000 + 10 + 1
+    assert tree.coarse_groups() == coarse
+    assert tree.leaves(K) == list(range(10)) and sorted(tree.children[-1]) == list(range(K + 1000, K + 1010))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_rho_in_blocks_matches_the_reference(seed, monkeypatch):
+    import l2h_lightning.hierarchy as hierarchy_module
+
+    monkeypatch.setattr(hierarchy_module, "_BLOCK", 7 * 13)  # blocks of 7 rows: several per tree
+    binary = tree_from_logits(k=13, seed=seed)
+    np.testing.assert_array_equal(binary.rho().numpy(), reference_rho(13, binary.children))
+    leaf_parents = np.random.default_rng(seed).permutation([13, 13, 13, 14, 14, 15, 15, 15, 15, 16, 16, 16, 16]).tolist()
+    multi = Hierarchy.from_parents(leaf_parents + [17, 17, 17, 17, -1])  # nodes 13..16 under the root 17
+    assert not multi.is_binary
+    np.testing.assert_array_equal(multi.rho().numpy(), reference_rho(13, multi.children))
+
+
+def test_non_ultrametric_newick_takes_the_largest_child_height():
+    tree = Hierarchy.from_newick("(2:0.5,(0:1,1:1):0.1);")
+    assert tree.children == [(0, 1), (2, 3)] and tree.heights == [1.0, 1.1]
