@@ -321,7 +321,7 @@ h1 { font-size: 18px; margin: 0 0 4px; font-weight: 600; }
 #bar button { cursor: pointer; background: #f1f3f7; }
 #bar button:hover { background: #e4e8ef; }
 #q { width: 260px; }
-#level { width: 64px; }
+#level { width: 80px; }
 .unit, #found, #shown { color: var(--muted); }
 #found.none { color: #b3261e; }
 .sep { width: 1px; height: 20px; background: #e3e6eb; margin: 0 6px; }
@@ -391,7 +391,7 @@ D.sur.forEach(function (e) { SUR[e.node] = e; });
 var collapsed = new Uint8Array(N), hit = new Uint8Array(N), hits = new Int32Array(N);
 var X = new Float64Array(N), Y = new Float64Array(N);
 var svg = document.getElementById("tree"), panel = document.getElementById("panel"), tip = document.getElementById("tip");
-var shown = 0, leavesShown = 0;
+var shown = 0, leavesShown = 0, renderMs = 0;
 
 function esc(s) {
   return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
@@ -451,7 +451,10 @@ function countHits() {
 }
 
 // ------------------------------------------------------------------ drawing (only what is not folded away)
-function render() {
+// Layout covers every open node (flat arrays, cheap); drawing emits SVG only for what is open and, past
+// FULL rows, only for the rows near the scrolled-to window, so a fully open tree of 10,000 stays quick.
+var FULL = 2500, L = null, drawn = null;
+function layout() {
   var rows = [], inner = [], st = [ROOT];
   while (st.length) {
     var u = st.pop();
@@ -462,75 +465,109 @@ function render() {
   var treeW = Math.max(240, Math.min(900, panel.clientWidth - 480));
   var step = R ? Math.min(30, treeW / R) : 0;
   var X0 = LEFT + (SUP ? 24 : 0) + Math.max(R * step, 8);
-  for (var r = 0; r < rows.length; r++) { Y[rows[r]] = TOP + r * ROW + ROW / 2; X[rows[r]] = X0; }
+  var r, labelChars = 0, nLeaves = 0;
+  for (r = 0; r < rows.length; r++) {
+    var t = rows[r];
+    Y[t] = TOP + r * ROW + ROW / 2; X[t] = X0;
+    if (t < K) { nLeaves++; labelChars = Math.max(labelChars, NAMES[t].length); }
+    else labelChars = Math.max(labelChars, cladeLabel(t).plain + (hits[t] ? 14 : 0));
+  }
   // x: rank of the merge among the open nodes (height order), so any fold uses the full width
   var byH = inner.slice().sort(function (a, b) { return (HT[a - K] - HT[b - K]) || (a - b); });
   for (r = 0; r < R; r++) X[byH[r]] = X0 - (r + 1) * step;
   inner.sort(function (a, b) { return a - b; });   // children before parents
   for (r = 0; r < R; r++) { var cc = kids(inner[r]); Y[inner[r]] = (Y[cc[0]] + Y[cc[cc.length - 1]]) / 2; }
-
-  var paths = {}, out = [], labelChars = 0;
-  function seg(col, d) { (paths[col] || (paths[col] = [])).push(d); }
-  for (r = 0; r < R; r++) {
-    var w = inner[r], c2 = kids(w), xw = X[w].toFixed(1);
-    seg(colour(pure[w]), "M" + xw + " " + Y[c2[0]].toFixed(1) + "V" + Y[c2[c2.length - 1]].toFixed(1));
-    for (var m = 0; m < c2.length; m++)
-      seg(colour(pure[c2[m]]), "M" + xw + " " + Y[c2[m]].toFixed(1) + "H" + X[c2[m]].toFixed(1));
-  }
-  Object.keys(paths).forEach(function (col) {
-    out.push('<path fill="none" stroke="' + col + '" stroke-width="1.4" d="' + paths[col].join("") + '"/>');
-  });
-  var showSup = SUP && R <= 250;
-  for (r = 0; r < R; r++) {
-    var n = inner[r], cls = SUR[n] ? "nd sur" : "nd", fill = "";
-    if (SUP && SUP[n - K] !== null) fill = ' style="fill:' + supColour(SUP[n - K]) + '"';
-    out.push('<circle class="' + cls + '" data-v="' + n + '" cx="' + X[n].toFixed(1) + '" cy="' + Y[n].toFixed(1) +
-      '" r="' + (SUR[n] ? 5 : 4) + '"' + fill + '/>');
-    if (showSup && SUP[n - K] !== null)
-      out.push('<text class="sup" x="' + (X[n] - 5).toFixed(1) + '" y="' + (Y[n] - 8).toFixed(1) +
-        '" text-anchor="end">' + SUP[n - K].toFixed(2) + '</text>');
-  }
-  leavesShown = 0;
-  for (r = 0; r < rows.length; r++) {
-    var t = rows[r], y = Y[t].toFixed(1), label;
-    if (t < K) {
-      leavesShown++;
-      label = NAMES[t];
-      if (hit[t]) out.push('<rect class="hitbg" x="' + (X0 + 15) + '" y="' + (Y[t] - 8).toFixed(1) + '" width="' +
-        (label.length * 7.2 + 6).toFixed(0) + '" height="16" rx="3"/>');
-      out.push('<rect data-v="' + t + '" x="' + (X0 + 2) + '" y="' + (Y[t] - 5).toFixed(1) +
-        '" width="10" height="10" rx="2" fill="' + colour(G ? G[t] : -1) + '"/>');
-      out.push('<text class="leaf' + (hit[t] ? " hit" : "") + '" data-v="' + t + '" x="' + (X0 + 18) + '" y="' + y +
-        '">' + esc(label) + '</text>');
-      labelChars = Math.max(labelChars, label.length);
-    } else {
-      var first = leavesOf(t, 3).map(function (l) { return NAMES[l]; }), comp = composition(t);
-      var txt = '<tspan class="n">' + size[t] + '</tspan> ' + esc(first.join(", ")) +
-        (size[t] > 3 ? ' <tspan class="more">\u2026</tspan>' : "");
-      var plain = String(size[t]).length + 2 + first.join(", ").length;
-      if (comp.length) {
-        comp.slice(0, 3).forEach(function (gc) {
-          txt += ' <tspan fill="' + GC[gc[0]] + '">\u25A0</tspan><tspan class="more">' + esc(GN[gc[0]]) + " " +
-            gc[1] + "</tspan>";
-          plain += GN[gc[0]].length + String(gc[1]).length + 4;
-        });
-        if (comp.length > 3) { txt += '<tspan class="more"> +' + (comp.length - 3) + "</tspan>"; plain += 4; }
-      }
-      if (hits[t]) { txt += '<tspan class="hits"> \u2190 ' + hits[t] + (hits[t] > 1 ? " matches" : " match") + "</tspan>"; plain += 12; }
-      out.push('<path class="wedge" data-v="' + t + '" fill="' + colour(pure[t]) + '" d="M' + X0 + " " + y + "L" +
-        (X0 + 13) + " " + (Y[t] - 6).toFixed(1) + "V" + (Y[t] + 6).toFixed(1) + 'Z"/>');
-      out.push('<text class="clade" data-v="' + t + '" x="' + (X0 + 18) + '" y="' + y + '">' + txt + "</text>");
-      labelChars = Math.max(labelChars, plain);
-    }
-  }
+  L = {rows: rows, inner: inner, X0: X0, showSup: SUP && R <= 250, windowed: rows.length > FULL};
   svg.setAttribute("width", Math.ceil(X0 + 30 + labelChars * 7.2));
   svg.setAttribute("height", TOP * 2 + rows.length * ROW);
-  svg.innerHTML = out.join("");
-  shown = rows.length;
+  shown = rows.length; leavesShown = nLeaves;
   document.getElementById("shown").textContent = shown.toLocaleString("en-US") + " rows \u00b7 " +
     leavesShown.toLocaleString("en-US") + " of " + K.toLocaleString("en-US") + " classes open";
   document.getElementById("level").value = shown;
 }
+var labelCache = {};
+function cladeLabel(t) {   // a folded subtree's label: size, first classes, its main groups
+  if (labelCache[t]) return labelCache[t];
+  var first = leavesOf(t, 3).map(function (l) { return NAMES[l]; }), comp = composition(t);
+  var txt = '<tspan class="n">' + size[t] + "</tspan> " + esc(first.join(", ")) +
+    (size[t] > 3 ? ' <tspan class="more">\u2026</tspan>' : "");
+  var plain = String(size[t]).length + 2 + first.join(", ").length;
+  comp.slice(0, 3).forEach(function (gc) {
+    txt += ' <tspan fill="' + GC[gc[0]] + '">\u25A0</tspan><tspan class="more">' + esc(GN[gc[0]]) + " " + gc[1] +
+      "</tspan>";
+    plain += GN[gc[0]].length + String(gc[1]).length + 4;
+  });
+  if (comp.length > 3) { txt += '<tspan class="more"> +' + (comp.length - 3) + "</tspan>"; plain += 4; }
+  return (labelCache[t] = {html: txt, plain: plain});
+}
+function draw() {
+  var rows = L.rows, inner = L.inner, X0 = L.X0, lo = -Infinity, hi = Infinity;
+  if (L.windowed) {
+    var h = panel.clientHeight || 1000;
+    lo = panel.scrollTop - h; hi = panel.scrollTop + 2 * h;
+  }
+  var paths = {}, out = [], r, m;
+  function seg(col, d) { (paths[col] || (paths[col] = [])).push(d); }
+  function f(a) { return a.toFixed(1); }
+  for (r = 0; r < inner.length; r++) {
+    var w = inner[r], c2 = kids(w), xw = f(X[w]), top = Y[c2[0]], bottom = Y[c2[c2.length - 1]];
+    if (bottom < lo || top > hi) continue;
+    seg(colour(pure[w]), "M" + xw + " " + f(Math.max(top, lo)) + "V" + f(Math.min(bottom, hi)));
+    for (m = 0; m < c2.length; m++)
+      if (Y[c2[m]] >= lo && Y[c2[m]] <= hi) seg(colour(pure[c2[m]]), "M" + xw + " " + f(Y[c2[m]]) + "H" + f(X[c2[m]]));
+  }
+  Object.keys(paths).forEach(function (col) {
+    out.push('<path fill="none" stroke="' + col + '" stroke-width="1.4" d="' + paths[col].join("") + '"/>');
+  });
+  for (r = 0; r < inner.length; r++) {
+    var n = inner[r];
+    if (Y[n] < lo || Y[n] > hi) continue;
+    var fill = SUP && SUP[n - K] !== null ? ' style="fill:' + supColour(SUP[n - K]) + '"' : "";
+    out.push('<circle class="' + (SUR[n] ? "nd sur" : "nd") + '" data-v="' + n + '" cx="' + f(X[n]) + '" cy="' +
+      f(Y[n]) + '" r="' + (SUR[n] ? 5 : 4) + '"' + fill + "/>");
+    if (L.showSup && SUP[n - K] !== null)
+      out.push('<text class="sup" x="' + f(X[n] - 5) + '" y="' + f(Y[n] - 8) + '" text-anchor="end">' +
+        SUP[n - K].toFixed(2) + "</text>");
+  }
+  var first = Math.max(0, Math.floor((lo - TOP) / ROW)), last = Math.min(rows.length - 1, Math.ceil((hi - TOP) / ROW));
+  for (r = first; r <= last; r++) {
+    var t = rows[r], y = f(Y[t]);
+    if (t < K) {
+      if (hit[t]) out.push('<rect class="hitbg" x="' + (X0 + 15) + '" y="' + f(Y[t] - 8) + '" width="' +
+        (NAMES[t].length * 7.2 + 6).toFixed(0) + '" height="16" rx="3"/>');
+      out.push('<rect data-v="' + t + '" x="' + (X0 + 2) + '" y="' + f(Y[t] - 5) + '" width="10" height="10" rx="2" fill="' +
+        colour(G ? G[t] : -1) + '"/>');
+      out.push('<text class="leaf' + (hit[t] ? " hit" : "") + '" data-v="' + t + '" x="' + (X0 + 18) + '" y="' + y +
+        '">' + esc(NAMES[t]) + "</text>");
+    } else {
+      var txt = cladeLabel(t).html;
+      if (hits[t]) txt += '<tspan class="hits"> \u2190 ' + hits[t] + (hits[t] > 1 ? " matches" : " match") + "</tspan>";
+      out.push('<path class="wedge" data-v="' + t + '" fill="' + colour(pure[t]) + '" d="M' + X0 + " " + y + "L" +
+        (X0 + 13) + " " + f(Y[t] - 6) + "V" + f(Y[t] + 6) + 'Z"/>');
+      out.push('<text class="clade" data-v="' + t + '" x="' + (X0 + 18) + '" y="' + y + '">' + txt + "</text>");
+    }
+  }
+  svg.innerHTML = out.join("");
+  drawn = [lo, hi];
+  if (!L.windowed) {   // the labels' real extent (the estimate in layout only has to be wide enough)
+    var box = svg.getBBox();
+    if (box.width) svg.setAttribute("width", Math.ceil(box.x + box.width + 16));
+  }
+}
+function render() {
+  var t0 = performance.now();
+  layout();
+  draw();
+  renderMs = performance.now() - t0;
+}
+var pending = false;
+panel.addEventListener("scroll", function () {
+  if (!L || !L.windowed || pending) return;
+  var h = panel.clientHeight;
+  if (panel.scrollTop - h / 2 >= drawn[0] && panel.scrollTop + 1.5 * h <= drawn[1]) return;
+  pending = true;
+  requestAnimationFrame(function () { pending = false; draw(); });
+});
 function supColour(p) {   // white (no support) to dark blue (full support)
   p = Math.max(0, Math.min(1, p));
   var c = function (a, b) { return Math.round(a + (b - a) * p); };
@@ -539,14 +576,18 @@ function supColour(p) {   // white (no support) to dark blue (full support)
 
 // keep the node the user acted on where it was on screen
 function keepInPlace(u, act) {
-  var before = Y[u] - panel.scrollTop;
+  var before = Y[u] - panel.scrollTop, t0 = performance.now();
   act();
-  render();
-  if (Y[u]) panel.scrollTop = Y[u] - before;
+  layout();
+  panel.scrollTop = Y[u] - before;
+  draw();
+  renderMs = performance.now() - t0;
 }
 function scrollToNode(u) {
   panel.scrollTop = Math.max(0, Y[u] - panel.clientHeight / 3);
-  panel.scrollLeft = Math.max(0, X[u] - 200);
+  if (X[u] < panel.scrollLeft || X[u] > panel.scrollLeft + panel.clientWidth - 200)
+    panel.scrollLeft = Math.max(0, X[u] - 200);
+  if (L.windowed) draw();
   var el = svg.querySelector('[data-v="' + u + '"]');
   if (el) { el.classList.add("flash"); setTimeout(function () { el.classList.remove("flash"); }, 2600); }
 }
@@ -691,7 +732,8 @@ foldTo(D.open);
 render();
 window.addEventListener("resize", function () { render(); });
 window.l2h = {K: K, render: render, foldTo: foldTo, collapsed: collapsed,
-  visibleLeaves: function () { return leavesShown; }, rows: function () { return shown; }};
+  visibleLeaves: function () { return leavesShown; }, rows: function () { return shown; },
+  renderMs: function () { return renderMs; }};
 document.body.setAttribute("data-ready", String(performance.now()));
 })();
 """
