@@ -385,6 +385,27 @@ def test_chain_of_10000_renders_folds_and_opens(browser, tmp_path):
     assert page.eval("Array.from(document.querySelectorAll('text.leaf.hit'), t => t.textContent)") == ["4242"]
 
 
+@needs_chromium
+def test_multifurcating_and_single_leaf_trees(browser, tmp_path):
+    fine = torch.arange(60) // 3  # 20 triples
+    coarse = torch.arange(60) // 15  # 4 groups of 15
+    tree = Hierarchy.from_levels([fine, coarse])
+    names = [f"c{i}" for i in range(60)]
+    page = browser.page()
+    page.open(save_html(tree, tmp_path / "levels.html", names=names))
+    assert sorted(page.leaves()) == sorted(names)  # 60 <= 2 * 30 leaves: opens fully
+    legend = page.eval("Array.from(document.querySelectorAll('.lg span'), s => s.textContent)")
+    assert legend == ["group 0", "group 1", "group 2", "group 3"]  # the coarsest level colours the leaves
+    top = tree.children[-1][0]  # a 15-class group under the root
+    page.click(f'circle[data-v="{top}"]')
+    assert len(page.leaves()) == 45
+    page.hover(f'circle[data-v="{tree.root}"]')
+    text = page.eval("document.getElementById('tip').innerText")
+    assert "child 4" in text and "merge evidence\tnot recorded" in text
+    page.open(save_html(Hierarchy(1, []), tmp_path / "one.html", names=["only"]))
+    assert page.leaves() == ["only"]
+
+
 # ---------------------------------------------------------------------------------------------- the file itself
 def test_page_is_one_self_contained_file():
     tree, groups = grouped_tree(1000, 8)
