@@ -387,6 +387,9 @@ for (i = 0; i < NI; i++) {
 }
 var SUR = {};
 D.sur.forEach(function (e) { SUR[e.node] = e; });
+var TOPSUR = D.sur.slice().sort(function (a, b) { return (b.surprise || 0) - (a.surprise || 0); }).slice(0, 20);
+var RING = {};   // only the most surprising merges get a ring (the side panel lists the same ones)
+TOPSUR.forEach(function (e) { RING[e.node] = 1; });
 
 var collapsed = new Uint8Array(N), hit = new Uint8Array(N), hits = new Int32Array(N);
 var X = new Float64Array(N), Y = new Float64Array(N);
@@ -401,6 +404,9 @@ function fmt(x) {
   if (typeof x !== "number") return esc(x);
   if (Number.isInteger(x)) return x.toLocaleString("en-US");
   return String(Number(x.toPrecision(4)));
+}
+function plain(x) {   // record fields: ids stay as written (no thousands separators)
+  return typeof x === "number" && !Number.isInteger(x) ? fmt(x) : x === null ? "\u2014" : esc(x);
 }
 function colour(g) { return g >= 0 ? GC[g] : GREY; }
 function kids(u) { return CH[u - K]; }
@@ -523,8 +529,8 @@ function draw() {
     var n = inner[r];
     if (Y[n] < lo || Y[n] > hi) continue;
     var fill = SUP && SUP[n - K] !== null ? ' style="fill:' + supColour(SUP[n - K]) + '"' : "";
-    out.push('<circle class="' + (SUR[n] ? "nd sur" : "nd") + '" data-v="' + n + '" cx="' + f(X[n]) + '" cy="' +
-      f(Y[n]) + '" r="' + (SUR[n] ? 5 : 4) + '"' + fill + "/>");
+    out.push('<circle class="' + (RING[n] ? "nd sur" : "nd") + '" data-v="' + n + '" cx="' + f(X[n]) + '" cy="' +
+      f(Y[n]) + '" r="' + (RING[n] ? 5 : 4) + '"' + fill + "/>");
     if (L.showSup && SUP[n - K] !== null)
       out.push('<text class="sup" x="' + f(X[n] - 5) + '" y="' + f(Y[n] - 8) + '" text-anchor="end">' +
         SUP[n - K].toFixed(2) + "</text>");
@@ -624,7 +630,7 @@ function tipHtml(u) {
   if (SUP) row("clade support", fmt(SUP[i0]));
   if (SUR[u]) Object.keys(SUR[u]).forEach(function (k) {
     if (k !== "node") row(k === "surprise" ? "<b>surprise</b>" : esc(k), Array.isArray(SUR[u][k]) ?
-      SUR[u][k].map(fmt).join(", ") : fmt(SUR[u][k]));
+      SUR[u][k].map(plain).join(" ") : plain(SUR[u][k]));
   });
   if (collapsed[u]) row("", "<i>folded \u2014 click to open</i>");
   return h + "<table>" + rows.join("") + "</table>";
@@ -711,7 +717,7 @@ if (G) {
   });
 }
 if (D.sur.length) {
-  var top = D.sur.slice().sort(function (a, b) { return (b.surprise || 0) - (a.surprise || 0); }).slice(0, 20);
+  var top = TOPSUR;
   var sp = document.getElementById("surprises");
   sp.innerHTML = "<h2>Most surprising merges</h2>" + top.map(function (e) {
     return '<div class="sp" data-v="' + e.node + '"><b>' + fmt(e.surprise) + "</b> " +
