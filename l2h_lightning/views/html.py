@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,8 @@ def to_html(
     # "<" never appears raw inside the JSON block, so no name can close the <script> element early
     blob = blob.replace("<", "\\u003c")
     page_title = html.escape(title if title else f"L2H tree ({K} classes)")
-    return _PAGE.replace("%%TITLE%%", page_title).replace("%%STYLE%%", _STYLE).replace(
-        "%%SCRIPT%%", _SCRIPT
-    ).replace("%%DATA%%", blob)
+    parts = {"TITLE": page_title, "STYLE": _STYLE, "SCRIPT": _SCRIPT, "DATA": blob}
+    return re.sub(r"%%(TITLE|STYLE|SCRIPT|DATA)%%", lambda m: parts[m.group(1)], _PAGE)  # one pass: no re-expansion
 
 
 def save_html(tree: Hierarchy, path: str | Path, **kwargs: Any) -> Path:
