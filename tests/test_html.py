@@ -65,6 +65,11 @@ GROUP_NAMES = ["animals", "vehicles", "plants", "tools", "food", "music", "sport
 TRICKY = ["</script><b>bold</b>", "a & b", 'quote "q" \'s\'', "Ölçü 🐱", "<!-- x"]
 
 
+def embedded(page: str) -> dict:
+    """The JSON the page carries."""
+    return json.loads(page.split('id="l2h-data">', 1)[1].split("</script>", 1)[0])
+
+
 def names_for(K: int) -> list[str]:
     names = [f"{GROUP_NAMES[i % 8]} {i:04d}" for i in range(K)]
     names[1:1 + len(TRICKY)] = TRICKY
@@ -429,7 +434,7 @@ def test_chain_of_10000_in_python_and_multifurcating_trees():
     assert len(page.encode()) < 1_000_000
     tree = Hierarchy.from_levels([torch.tensor([0, 0, 1, 1, 1]), torch.tensor([0, 0, 0, 0, 0])])
     page = to_html(tree, names=list("abcde"))
-    data = json.loads(page.split('id="l2h-data">', 1)[1].split("</script>", 1)[0])
+    data = embedded(page)
     assert sorted(map(len, data["ch"])) == sorted(map(len, tree.children))
     assert data["groups"] is None or len(data["groups"]) == 5
 
@@ -444,7 +449,7 @@ def test_save_html_writes_utf8_and_makes_folders(tmp_path):
 def test_nan_evidence_and_support_become_null():
     evidence = {"score": torch.tensor([float("nan"), 1.0, 2.0]), "runner_up": torch.tensor([-1, 0, 1])}
     tree = Hierarchy.from_merges([[0, 1], [2, 3], [4, 5]], num_leaves=4, evidence=evidence)
-    data = json.loads(to_html(tree, support=[float("nan"), 0.5, 1]).split('id="l2h-data">', 1)[1].split("</script>")[0])
+    data = embedded(to_html(tree, support=[float("nan"), 0.5, 1]))
     assert data["ev"] == {"score": [None, 1, 2], "runner_up": [-1, 0, 1]}
     assert data["sup"] == [None, 0.5, 1]
 
@@ -455,7 +460,7 @@ def test_surprising_merges_records_go_straight_in():
     tree = Hierarchy.from_merges([[0, 2], [1, 3], [4, 5]], num_leaves=4)  # joins a with c first: against the truth
     truth = Hierarchy.from_levels([[0, 0, 1, 1]])
     records = surprising_merges(tree, truth, names="abcd")
-    data = json.loads(to_html(tree, names=list("abcd"), surprises=records).split('id="l2h-data">', 1)[1].split("</script>")[0])
+    data = embedded(to_html(tree, names=list("abcd"), surprises=records))
     marked = {r["node"] for r in records if r["surprise"] > 0}
     assert marked and {r["node"] for r in data["sur"]} == marked  # only the surprising ones are marked
     assert all("leaves" not in r and "evidence" not in r for r in data["sur"])

@@ -165,7 +165,9 @@ def _groups(tree: Hierarchy, groups: Any, group_names: Any) -> dict[str, Any]:
 def _per_internal(values: Any, n_inner: int, what: str) -> list[int | float | None]:
     t = torch.as_tensor(values)
     if t.is_complex() or t.dim() != 1 or t.numel() != n_inner:
-        raise ValueError(f"{what} must be a ({n_inner},) tensor, one value per internal node; got shape {tuple(t.shape)}")
+        raise ValueError(
+            f"{what} must be a ({n_inner},) tensor, one value per internal node; got shape {tuple(t.shape)}"
+        )
     return [_num(v) for v in t.double().tolist()]
 
 
@@ -197,7 +199,9 @@ def _surprises(surprises: Any, K: int, num_nodes: int) -> list[dict[str, Any]]:
         if isinstance(node, bool) or not isinstance(node, (int, float)) or not float(node).is_integer() or not (
             K <= int(node) < num_nodes
         ):
-            raise ValueError(f"surprises[{i}]['node'] must be an internal node id in {K}..{num_nodes - 1}, got {node!r}")
+            raise ValueError(
+                f"surprises[{i}]['node'] must be an internal node id in {K}..{num_nodes - 1}, got {node!r}"
+            )
         value = entry["surprise"]
         try:
             value = float(value.item() if isinstance(value, torch.Tensor) else value)
