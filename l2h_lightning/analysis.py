@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
+import os
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ import torch
 
 from .engine import l2h
 from .hierarchy import Hierarchy
-from .metrics.functional import hierarchy_scores
+from .metrics.functional import contingency_table, hierarchy_scores
 
 FORMATS = (".pt", ".npy", ".npz", ".csv")
 
@@ -22,86 +25,203 @@ class _BadFile(ValueError):
     """A readable file whose content is wrong (the message says how)."""
 
 
-def load_array(path: str | Path, key: str = "logits") -> torch.Tensor:
-    """A tensor from ``.pt`` (a tensor, or a dict holding `key`), ``.npy``, ``.npz`` (`key`, or its only array) or
-    ``.csv`` (comma-separated numbers, no header). Raises ValueError saying what is wrong with the file."""
+def _existing_file(path: str | Path) -> Path:
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        raise ValueError(f"{path}: no such file")
+    return path
+
+
+def shard_rows(num_rows: int, rank: int, world_size: int) -> tuple[int, int]:
+    """Process `rank`'s contiguous rows ``[start, stop)`` of `num_rows` split over `world_size` processes
+    (the first ``num_rows % world_size`` processes get one row more; a process may get none).
+
+    Example:
+        >>> [shard_rows(5, r, 3) for r in range(3)]
+        [(0, 2), (2, 4), (4, 5)]
+    """
+    base, extra = divmod(num_rows, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
+
+
+def load_array(
+    path: str | Path, key: str = "logits", *, mmap: bool = False, shard: tuple[int, int] | None = None
+) -> torch.Tensor:
+    """A tensor from ``.pt`` (a tensor, or a dict holding `key`), ``.npy``, ``.npz`` (`key`, or its only array) or
+    ``.csv`` (comma-separated numbers, no header). Raises ValueError saying what is wrong with the file.
+
+    Args:
+        mmap: memory-map ``.npy`` (and zip-format ``.pt``) files copy-on-write: pages are read when used, and
+            writes to the tensor stay private to this process (the file is never modified).
+        shard: ``(rank, world_size)``: only this process's contiguous block of rows (see `shard_rows`). A
+            memory-mapped file reads only those rows; the other formats are read whole, then sliced.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy"); np.save(path, np.eye(3, dtype=np.float32))
+        >>> load_array(path, mmap=True, shard=(1, 2)).tolist()
+        [[0.0, 0.0, 1.0]]
+    """
+    path = _existing_file(path)
     suffix = path.suffix.lower()
     if suffix not in FORMATS:
         raise ValueError(f"{path}: unsupported format {suffix or '(none)'}; use one of {', '.join(FORMATS)}")
     try:
-        if suffix == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-            if isinstance(obj, dict):
-                if key not in obj:
-                    raise _BadFile(f"holds a dict without {key!r} (keys: {sorted(map(str, obj))})")
-                obj = obj[key]
-            if not isinstance(obj, torch.Tensor):
-                raise _BadFile(f"holds a {type(obj).__name__}, not a tensor")
-            return obj
-        if suffix == ".npy":
-            array = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive)
-                if key not in names and len(names) != 1:
-                    raise _BadFile(f"holds no {key!r} array and several others ({names})")
-                array = archive[key if key in names else names[0]]
-        else:
-            try:
-                array = np.loadtxt(path, delimiter=",", ndmin=1)
-            except ValueError as err:
-                raise _BadFile(f"has non-numeric content ({err})") from None
+        array = _read(path, suffix, key, mmap)
     except _BadFile as err:
         raise ValueError(f"{path}: {err}") from None
     except Exception as err:  # corrupt files: pickle, zip and OS errors of every kind
         raise ValueError(f"{path}: cannot read it as {suffix} ({type(err).__name__}: {err})") from None
-    if not np.issubdtype(array.dtype, np.number) and array.dtype != np.bool_:
-        raise ValueError(f"{path}: has non-numeric content (dtype {array.dtype})")
-    return torch.from_numpy(np.ascontiguousarray(array))
+    if isinstance(array, np.ndarray):
+        if array.dtype.kind not in "biufc":
+            raise ValueError(f"{path}: has non-numeric content (dtype {array.dtype})")
+        if not array.dtype.isnative:  # torch reads native byte order only
+            array = array.astype(array.dtype.newbyteorder("="))
+    if shard is not None and array.ndim:
+        start, stop = shard_rows(array.shape[0], *shard)
+        array = array[start:stop]
+    if isinstance(array, torch.Tensor):
+        return array
+    try:
+        return torch.from_numpy(array)
+    except TypeError:
+        raise ValueError(f"{path}: dtype {array.dtype} is not supported; save float16, float32 or float64") from None
 
 
-def load_labels(path: str | Path) -> torch.Tensor:
-    """Class ids (N,) from any `load_array` format; whole numbers only."""
-    labels = load_array(path, key="target").flatten()
+def _read(path: Path, suffix: str, key: str, mmap: bool) -> np.ndarray | torch.Tensor:
+    if suffix == ".pt":
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            obj = torch.load(path, map_location="cpu", weights_only=True)  # the legacy format cannot be mapped
+        if isinstance(obj, dict):
+            if key not in obj:
+                raise _BadFile(f"holds a dict without {key!r} (keys: {sorted(map(str, obj))})")
+            obj = obj[key]
+        if not isinstance(obj, torch.Tensor):
+            raise _BadFile(f"holds a {type(obj).__name__}, not a tensor")
+        return obj
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False, mmap_mode="c" if mmap else None)
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive)
+            if key not in names and len(names) != 1:
+                raise _BadFile(f"holds no {key!r} array and several others ({names})")
+            return archive[key if key in names else names[0]]
+    try:
+        return np.loadtxt(path, delimiter=",", ndmin=1)
+    except ValueError as err:
+        raise _BadFile(f"has non-numeric content ({err})") from None
+
+
+def load_logits(path: str | Path, *, mmap: bool = True, shard: tuple[int, int] | None = None) -> torch.Tensor:
+    """(N, K) floating-point logits from any `load_array` format (memory-mapped ``.npy`` by default).
+
+    Integer, boolean and complex arrays are refused, never cast: they are not logits of a classifier, and
+    casting would hide a wrong file.
+    """
+    logits = load_array(path, "logits", mmap=mmap, shard=shard)
+    if logits.ndim != 2:
+        raise ValueError(f"{path}: logits must be a 2-D (N, K) table, got shape {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"{path}: logits must be floating point (float16, float32 or float64), got {logits.dtype}")
+    return logits
+
+
+def load_labels(path: str | Path, *, mmap: bool = False, shard: tuple[int, int] | None = None) -> torch.Tensor:
+    """Class ids (N,) from any `load_array` format: a 1-D array of whole numbers >= 0 (bool counts as 0/1)."""
+    labels = load_array(path, key="target", mmap=mmap, shard=shard)
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: target must be a 1-D array of N class ids, got shape {tuple(labels.shape)}")
+    if labels.is_complex():
+        raise ValueError(f"{path}: target must hold whole class ids, got dtype {labels.dtype}")
     if labels.is_floating_point():
-        if not torch.equal(labels, labels.round()):
-            raise ValueError(f"{path}: target must hold whole class ids, found fractions")
-        labels = labels.long()
+        if not torch.isfinite(labels).all() or not torch.equal(labels, labels.round()):
+            raise ValueError(f"{path}: target must hold whole class ids, found fractions or non-finite values")
+    labels = labels.long()
+    if labels.numel() and int(labels.min()) < 0:
+        raise ValueError(f"{path}: target must hold class ids >= 0, found {int(labels.min())}")
     return labels
 
 
+def _read_text(path: str | Path) -> tuple[Path, str]:
+    path = _existing_file(path)
+    try:
+        return path, path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except OSError as err:
+        raise ValueError(f"{path}: cannot read it ({err.strerror})") from None
+
+
+def _json(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})") from None
+
+
 def load_names(path: str | Path) -> list[str]:
-    """Class names: one per line (a text file), or a JSON list."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such file: {path}")
-    text = path.read_text()
-    if path.suffix.lower() == ".json":
-        names = json.loads(text)
-        if not isinstance(names, list):
-            raise ValueError(f"{path}: expected a JSON list of names")
-        return [str(n) for n in names]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """Names (of classes, or of groups): a JSON list (``.json``) or a text file with one name per line."""
+    path, text = _read_text(path)
+    if path.suffix.lower() != ".json":
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    names = _json(path, text)
+    if not isinstance(names, list):
+        raise ValueError(f"{path}: expected a JSON list of names, got a JSON {type(names).__name__}")
+    for i, name in enumerate(names):
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+            raise ValueError(f"{path}: entry {i} is {json.dumps(name)}, not a name (a string)")
+    return [str(n) for n in names]
 
 
 def load_levels(path: str | Path) -> Hierarchy:
     """A ground-truth tree from label maps: JSON (a list of per-level lists, finest first, one entry per class)
-    or CSV (one row per class, one column per level, finest first)."""
+    or CSV/.npy/.npz/.pt (one row per class, one column per level, finest first). Group ids are whole numbers."""
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"no such file: {path}")
+    if path.suffix.lower() == ".json":
+        path, text = _read_text(path)
+        maps = _json(path, text)
+        if not isinstance(maps, list) or not maps or not all(isinstance(m, list) for m in maps):
+            raise ValueError(f"{path}: expected a JSON list of level maps (lists of group ids, finest first)")
+        for i, m in enumerate(maps):
+            for j, g in enumerate(m):
+                if isinstance(g, bool) or not isinstance(g, (int, float)) or g != int(g):
+                    raise ValueError(f"{path}: level map {i}, entry {j} is {json.dumps(g)}, not a whole group id")
+        maps = [[int(g) for g in m] for m in maps]
+    else:
+        table = load_array(path, key="levels")
+        if table.ndim not in (1, 2) or table.is_complex():
+            raise ValueError(f"{path}: expected a (K, levels) table of group ids, got shape {tuple(table.shape)}")
+        if table.is_floating_point() and not torch.equal(table, table.round()):
+            raise ValueError(f"{path}: group ids must be whole numbers, found fractions")
+        table = table.long()
+        maps = (table[:, None] if table.ndim == 1 else table).T.tolist()
     try:
-        if path.suffix.lower() == ".json":
-            maps = json.loads(path.read_text())
-        else:
-            maps = load_array(path, key="levels").long()
-            maps = (maps[:, None] if maps.ndim == 1 else maps).T.tolist()
         return Hierarchy.from_levels(maps)
     except (ValueError, TypeError) as err:
         raise ValueError(f"{path}: not a set of level maps ({err})") from None
+
+
+def check_out_dir(path: str | Path) -> Path:
+    """Create the output folder if needed and make sure files can be written into it (ValueError otherwise)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{path}: exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".l2h_probe_", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{path}: cannot write there ({err.strerror or err})") from None
+    return path
 
 
 def analyze(
@@ -111,13 +231,26 @@ def analyze(
     target_hierarchy: Hierarchy | None = None,
     aggregation: str = "cluster_mean",
     out_dir: str | Path | None = None,
+    *,
+    group_names: Sequence[str] | None = None,
+    inplace: bool = False,
+    process_group: Any = None,
 ) -> dict[str, Any]:
     """Build the L2H tree of `logits` (N, K), score it when `target` is given, and optionally write the results.
 
-    Returns ``{"num_points", "num_classes", "seconds", "aggregation", "hierarchy", "metrics", "files"}``; with
-    `out_dir`, writes ``dendrogram.png`` (the top 150 subtrees when K is larger, plus ``dendrogram_full.svg`` with
-    every leaf), ``tree.json`` (`Hierarchy.to_dict()` and the names), ``tree.nwk`` and, with targets,
-    ``metrics.json``.
+    Args:
+        group_names: names of the coarsest level of `target_hierarchy`'s groups (for the pictures' legend).
+        inplace: let the engine overwrite `logits` (memory-bounded); do not use them afterwards.
+        process_group: a `torch.distributed` group: every process passes its own rows (and their targets);
+            all get the same tree and the same metrics (from the summed contingency table). Pass `out_dir`
+            on one process only.
+
+    Returns ``{"num_points", "num_classes", "seconds", "aggregation", "hierarchy", "metrics", "files",
+    "failures"}``. With `out_dir`, writes ``tree.json`` (`Hierarchy.to_dict()` and the names), ``tree.nwk``,
+    with targets ``metrics.json``, then ``dendrogram.png`` (the top 150 subtrees when K is larger, plus
+    ``dendrogram_full.svg`` with every leaf). Each file is written on its own (through a temporary name, so no
+    half-written file is left): one that fails is listed in ``failures`` (file name -> reason) and the others
+    are still written.
 
     Example:
         >>> import torch
@@ -130,47 +263,134 @@ def analyze(
         raise ValueError(f"names has {len(names)} entries but the logits have K = {K} columns")
     if target is not None and logits.ndim == 2 and target.shape[0] != logits.shape[0]:
         raise ValueError(f"target has {target.shape[0]} labels but the logits have N = {logits.shape[0]} rows")
+    # the table needs the argmax before an in-place engine run overwrites the logits
+    counts = _counts(logits, target, target_hierarchy, process_group) if target is not None else None
+    num_points = _all_sum(torch.tensor(logits.shape[0]), process_group).item()
     start = time.perf_counter()
-    tree = l2h(logits, aggregation)
+    tree = l2h(logits, aggregation, **_engine_options(inplace, process_group))
     if logits.is_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
     metrics = None
-    if target is not None:
-        scores = hierarchy_scores(tree, logits, target.to(logits.device), target_hierarchy)
+    if counts is not None:
+        scores = hierarchy_scores(tree, target_hierarchy=target_hierarchy, counts=counts)
         metrics = {k: float(v) for k, v in scores.items()}
     result = {
-        "num_points": logits.shape[0],
+        "num_points": int(num_points),
         "num_classes": tree.num_leaves,
         "seconds": seconds,
         "aggregation": aggregation,
         "hierarchy": tree,
         "metrics": metrics,
         "files": [],
+        "failures": {},
     }
     if out_dir is not None:
-        result["files"] = _write(result, Path(out_dir), names, target_hierarchy)
+        result["files"], result["failures"] = _write(result, Path(out_dir), names, target_hierarchy, group_names)
     return result
 
 
-def _write(result: dict, out: Path, names: Sequence[str] | None, truth: Hierarchy | None) -> list[Path]:
-    from .plotting import MAX_LEAVES, save_dendrogram
+def _engine_options(inplace: bool, process_group: Any) -> dict[str, Any]:
+    import inspect
+
+    parameters = inspect.signature(l2h).parameters
+    accepted = set(parameters)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        accepted |= {"inplace", "process_group"}
+    if process_group is not None and "process_group" not in accepted:
+        raise ValueError("this version of l2h has no process_group= option")
+    options = {"process_group": process_group} if process_group is not None else {}
+    if "inplace" in accepted:  # only an optimisation: an engine without it leaves the logits alone
+        options["inplace"] = inplace
+    return options
+
+
+def _all_sum(x: torch.Tensor, group: Any) -> torch.Tensor:
+    if group is not None:
+        import torch.distributed as dist
+
+        dist.all_reduce(x, group=group)
+    return x
+
+
+def _counts(logits: torch.Tensor, target: torch.Tensor, truth: Hierarchy | None, group: Any) -> torch.Tensor:
+    """The (K, C) contingency table of every process's rows; C from the target hierarchy, else the largest id."""
+    K = logits.shape[1]
+    target = target.to(logits.device)
+    if truth is not None:
+        C = truth.num_leaves
+    else:
+        largest = target.max() if target.numel() else torch.tensor(-1, device=logits.device)
+        if group is not None:
+            import torch.distributed as dist
+
+            dist.all_reduce(largest, op=dist.ReduceOp.MAX, group=group)
+        C = int(largest) + 1 if int(largest) >= 0 else 1
+    if target.numel() and int(target.max()) >= C:
+        raise ValueError(f"target has class id {int(target.max())}, but the target hierarchy has {C} classes")
+    preds = logits.argmax(1) if logits.shape[0] else torch.zeros(0, dtype=torch.long, device=logits.device)
+    return _all_sum(contingency_table(preds, target, K, C), group)
+
+
+def _atomic(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Write through a temporary name in the same folder, then rename: a failed write leaves no partial file."""
+    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
+    try:
+        write(partial)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _write(
+    result: dict,
+    out: Path,
+    names: Sequence[str] | None,
+    truth: Hierarchy | None,
+    group_names: Sequence[str] | None,
+) -> tuple[list[Path], dict[str, str]]:
+    from .views.dendrogram import MAX_LEAVES, save_dendrogram
 
     out.mkdir(parents=True, exist_ok=True)
     tree: Hierarchy = result["hierarchy"]
-    groups = truth.coarse_groups() if truth is not None and truth.num_leaves == tree.num_leaves else None
-    files = [save_dendrogram(tree, out / "dendrogram.png", names, groups, max_leaves=MAX_LEAVES)]
-    if tree.num_leaves > MAX_LEAVES:
-        files.append(save_dendrogram(tree, out / "dendrogram_full.svg", names, groups))
-    files.append(out / "tree.json")
-    files[-1].write_text(json.dumps({**tree.to_dict(), "names": list(names) if names is not None else None}))
-    files.append(out / "tree.nwk")
-    files[-1].write_text(tree.to_newick(names) + "\n")
+    groups = _groups(tree, truth, group_names)
+    picture = {"group_names": group_names} if group_names is not None else {}
+
+    def text(content: str) -> Callable[[Path], Any]:
+        return lambda p: p.write_text(content, encoding="utf-8")
+
+    outputs: list[tuple[str, Callable[[], Callable[[Path], Any]]]] = [
+        ("tree.json", lambda: text(json.dumps({**tree.to_dict(), "names": list(names) if names is not None else None}))),
+        ("tree.nwk", lambda: text(tree.to_newick(names) + "\n")),
+    ]
     if result["metrics"] is not None:
-        files.append(out / "metrics.json")
-        summary = {k: result[k] for k in ("num_points", "num_classes", "seconds", "aggregation")}
-        files[-1].write_text(json.dumps({**summary, **result["metrics"]}, indent=1))
-    return files
+        head = {k: result[k] for k in ("num_points", "num_classes", "seconds", "aggregation")}
+        metrics = {k: v if math.isfinite(v) else None for k, v in result["metrics"].items()}  # JSON has no NaN
+        outputs.append(("metrics.json", lambda: text(json.dumps({**head, **metrics}, indent=1))))
+    outputs.append(("dendrogram.png", lambda: lambda p: save_dendrogram(tree, p, names, groups, max_leaves=MAX_LEAVES, **picture)))
+    if tree.num_leaves > MAX_LEAVES:
+        outputs.append(("dendrogram_full.svg", lambda: lambda p: save_dendrogram(tree, p, names, groups, **picture)))
+    files, failures = [], {}
+    for name, make in outputs:
+        try:
+            files.append(_atomic(out / name, make()))
+        except Exception as err:  # each output on its own: one failure must not cost the others
+            failures[name] = _one_line(err)
+    return files, failures
+
+
+def _groups(tree: Hierarchy, truth: Hierarchy | None, group_names: Sequence[str] | None) -> list[int] | None:
+    if truth is None or truth.num_leaves != tree.num_leaves:
+        return None
+    if group_names is not None:  # the names are for the coarsest given level, even one that has a single group
+        return truth.levels[-1].tolist() if truth.levels else None
+    return truth.coarse_groups()
+
+
+def _one_line(err: BaseException) -> str:
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message[:300]}" if message else type(err).__name__
 
 
 def summary(result: dict[str, Any], names: Sequence[str] | None = None, groups: int = 4, shown: int = 8) -> str:
@@ -184,9 +404,11 @@ def summary(result: dict[str, Any], names: Sequence[str] | None = None, groups: 
         n = min(groups, K)
         cut = tree.cut(n).tolist()
         label = (lambda i: str(names[i])) if names is not None else str
+        members: list[list[str]] = [[] for _ in range(n)]
+        for leaf in tree.leaves(tree.root):
+            members[cut[leaf]].append(label(leaf))
         lines.append(f"top {n} groups of the tree:")
-        for g in range(n):
-            members = [label(i) for i in tree.leaves(tree.root) if cut[i] == g]
-            more = f" ... (+{len(members) - shown})" if len(members) > shown else ""
-            lines.append(f"  [{len(members)}] " + ", ".join(members[:shown]) + more)
+        for group in members:
+            more = f" ... (+{len(group) - shown})" if len(group) > shown else ""
+            lines.append(f"  [{len(group)}] " + ", ".join(group[:shown]) + more)
     return "\n".join(lines)

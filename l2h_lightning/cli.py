@@ -1,10 +1,20 @@
-"""Command line: ``python -m l2h_lightning analyze LOGITS ...`` (or ``l2h analyze ...``)."""
+"""Command line: ``python -m l2h_lightning analyze LOGITS ...`` (or ``l2h analyze ...``).
+
+Exit codes: 0 everything written; 1 some output could not be written (the others were; one line per failure),
+or an unexpected internal error; 2 bad input or usage (one line, no traceback).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process reads only its own block of rows and the
+processes build the tree together; process 0 writes the files and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any
 
 from .engine import AGGREGATIONS
 
@@ -16,48 +26,173 @@ def _parser() -> argparse.ArgumentParser:
         "analyze",
         help="build, score and save the L2H tree of a logits file",
         description="Build the L2H tree over the K classes of an (N, K) logits file, score it against targets "
-        "if given, write dendrogram.png, tree.json, tree.nwk (and metrics.json) into --out, and print a summary.",
+        "if given, write tree.json, tree.nwk (and metrics.json), dendrogram.png into --out, and print a summary. "
+        "Exit codes: 0 all written, 1 an output failed (the others are written), 2 bad input.",
     )
-    analyze.add_argument("logits", help="(N, K) logits: .pt, .npy, .npz or .csv")
+    analyze.add_argument("logits", help="(N, K) floating-point logits: .pt, .npy (memory-mapped), .npz or .csv")
     analyze.add_argument("--target", help="true class ids (N,), same formats")
     analyze.add_argument("--names", help="class names: a text file with one name per line, or a JSON list")
     analyze.add_argument("--levels", help="ground-truth levels: JSON list of per-class maps (finest first), or CSV "
                          "with one row per class and one column per level")
+    analyze.add_argument("--group-names", help="names of the groups of the coarsest --levels level (text file, one "
+                         "per line, or a JSON list), for the legend")
     analyze.add_argument("--aggregation", default="cluster_mean", choices=AGGREGATIONS)
     analyze.add_argument("--device", default="cpu", help="where to run the engine: cpu or cuda")
     analyze.add_argument("--out", default="l2h_out", help="output folder (default: l2h_out)")
+    analyze.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
     return parser
 
 
+class _Distributed:
+    """The process group torchrun asks for (WORLD_SIZE > 1), or a stand-in for one process."""
+
+    def __init__(self, device: str) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.group: Any = None
+        self.device = device
+        if self.world > 1:
+            import torch
+            import torch.distributed as dist
+
+            if device.startswith("cuda"):
+                local = int(os.environ.get("LOCAL_RANK", "0"))
+                self.device = f"cuda:{local}"
+                torch.cuda.set_device(local)
+            dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+            self.group = dist.group.WORLD
+
+    @property
+    def shard(self) -> tuple[int, int] | None:
+        return (self.rank, self.world) if self.group is not None else None
+
+    def agree(self, error: str | None) -> None:
+        """Raise the first process's error on every process (all must call it at the same point)."""
+        if self.group is None:
+            if error:
+                raise ValueError(error)
+            return
+        import torch.distributed as dist
+
+        errors: list[str | None] = [None] * self.world
+        dist.all_gather_object(errors, error, group=self.group)
+        for rank, message in enumerate(errors):
+            if message:
+                raise ValueError(f"process {rank} of {self.world}: {message}")
+
+    def total(self, *sizes: int) -> list[int]:
+        if self.group is None:
+            return list(sizes)
+        import torch
+        import torch.distributed as dist
+
+        x = torch.tensor(sizes, dtype=torch.long, device=self.device)
+        dist.all_reduce(x, group=self.group)
+        return x.tolist()
+
+    def close(self) -> None:
+        if self.group is not None:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _option(option: str, path: str, load: Any, **kwargs: Any) -> Any:
+    """`load(path)`, its ValueError message prefixed with the option that named the file."""
+    try:
+        return load(path, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"{option} {err}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (2 with a one-line message for bad input, no traceback)."""
-    args = _parser().parse_args(argv)
+    """Run the CLI; returns the exit code (see the module docstring)."""
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exit:  # argparse's usage errors (2) and --help (0), as a return value
+        return int(exit.code or 0)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning
+            return _analyze(args)
+    except Exception as err:
+        if args.traceback:
+            raise
+        print(f"l2h: error: internal error ({type(err).__name__}: {err}); rerun with --traceback to see where",
+              file=sys.stderr)
+        return 1
+
+
+def _analyze(args: argparse.Namespace) -> int:
     import torch
 
-    from .analysis import analyze, load_array, load_labels, load_levels, load_names, summary
+    from .analysis import analyze, check_out_dir, load_labels, load_levels, load_logits, load_names, summary
 
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        return _error(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        return _error("--device cuda, but no CUDA device is available")
+    dist = _Distributed(args.device)
     try:
-        if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-            raise ValueError(f"--device must be cpu or cuda, got {args.device!r}")
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("--device cuda, but no CUDA device is available")
-        logits = load_array(args.logits, key="logits")
-        if logits.ndim != 2:
-            raise ValueError(f"{args.logits}: logits must be a 2-D (N, K) table, got shape {tuple(logits.shape)}")
-        if not logits.is_floating_point():
-            logits = logits.double()
-        target = load_labels(args.target) if args.target else None
-        names = load_names(args.names) if args.names else None
-        truth = load_levels(args.levels) if args.levels else None
-        if truth is not None and truth.num_leaves != logits.shape[1]:
-            raise ValueError(f"{args.levels}: the levels cover {truth.num_leaves} classes, the logits have {logits.shape[1]}")
-        result = analyze(logits.to(args.device), target, names, truth, args.aggregation, args.out)
+        error = None
+        try:
+            out = _option("--out", args.out, check_out_dir) if dist.rank == 0 else None
+            logits = _option("--logits", args.logits, load_logits, shard=dist.shard)
+            K = logits.shape[1]
+            target = _option("--target", args.target, load_labels, shard=dist.shard) if args.target else None
+            names = _option("--names", args.names, load_names) if args.names else None
+            truth = _option("--levels", args.levels, load_levels) if args.levels else None
+            group_names = _option("--group-names", args.group_names, load_names) if args.group_names else None
+            _check(args, K, target, names, truth, group_names)
+        except ValueError as err:
+            error = str(err)
+        dist.agree(error)
+        rows, labels = dist.total(logits.shape[0], -1 if target is None else target.shape[0])
+        if target is not None and labels != rows:
+            raise ValueError(f"--target {args.target}: has {labels} labels but the logits have N = {rows} rows")
+        result = analyze(
+            logits.to(dist.device), target, names, truth, args.aggregation, out,
+            group_names=group_names, inplace=True, process_group=dist.group,
+        )
     except ValueError as err:
-        print(f"l2h: error: {err}", file=sys.stderr)
-        return 2
+        return _error(err) if dist.rank == 0 else 2
+    finally:
+        dist.close()
+    if dist.rank != 0:
+        return 0
     print(summary(result, names))
-    print("wrote " + ", ".join(str(p) for p in result["files"]))
-    return 0
+    if result["files"]:
+        print("wrote " + ", ".join(str(p) for p in result["files"]))
+    for name, reason in result["failures"].items():
+        print(f"l2h: error: could not write {out / name}: {reason}", file=sys.stderr)
+    return 1 if result["failures"] else 0
+
+
+def _check(args: argparse.Namespace, K: int, target: Any, names: Any, truth: Any, group_names: Any) -> None:
+    """What the files must agree on, each failure named by the option that gave the file."""
+    if names is not None and len(names) != K:
+        raise ValueError(f"--names {args.names}: has {len(names)} names but the logits have K = {K} columns")
+    if truth is not None and truth.num_leaves != K:
+        raise ValueError(f"--levels {args.levels}: the levels cover {truth.num_leaves} classes, the logits have {K}")
+    if truth is not None and target is not None and target.numel() and int(target.max()) >= K:
+        raise ValueError(f"--target {args.target}: has class id {int(target.max())}, but --levels covers {K} classes")
+    if group_names is not None:
+        if truth is None:
+            raise ValueError("--group-names needs --levels: the names are for its coarsest level's groups")
+        needed = int(truth.levels[-1].max()) + 1
+        if len(group_names) != needed:
+            raise ValueError(f"--group-names {args.group_names}: has {len(group_names)} names, but the coarsest "
+                             f"--levels level has group ids 0..{needed - 1} ({needed} names needed)")
+
+
+def _warning(message: Warning | str, category: type, *args: Any, **kwargs: Any) -> None:
+    """Python's warnings as one line each, like the errors (not the source line that raised them)."""
+    print(f"l2h: warning: {message}", file=sys.stderr)
+
+
+def _error(message: object) -> int:
+    print(f"l2h: error: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""The CLI end to end on files written into a temp dir: every format, every error case, exit codes."""
+"""The CLI end to end on files written into a temp dir: every format, deep trees, memory-mapped input.
+
+Bad inputs and failing outputs: tests/test_bad_inputs_cli.py."""
 
 import json
 import subprocess
@@ -74,35 +76,6 @@ def test_large_k_writes_a_truncated_png_and_a_full_svg(tmp_path):
     assert (tmp_path / "o" / "dendrogram_full.svg").stat().st_size > 0
 
 
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda p: ["analyze", str(p / "missing.npy")], "no such file"),
-        (lambda p: ["analyze", _write(p / "names.txt", "a\n")], "unsupported format .txt"),
-        (lambda p: ["analyze", _write(p / "bad.csv", "1,2,x\n3,4,5\n")], "bad.csv: has non-numeric content"),
-        (lambda p: ["analyze", _pt(p / "d.pt", {"scores": torch.zeros(2, 2)})], r"without 'logits' \(keys: \['scores'\]\)"),
-        (lambda p: ["analyze", _npy(p / "flat.npy", np.zeros(5))], r"2-D \(N, K\) table, got shape \(5,\)"),
-        (lambda p: ["analyze", _npy(p / "text.npy", np.array([["a", "b"]]))], "non-numeric content"),
-        (lambda p: ["analyze", _write(p / "broken.npz", "not a zip")], "cannot read it as .npz"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.zeros((N, K))), "--names", _write(p / "n.txt", "a\nb\n")],
-         "names has 2 entries but the logits have K = 12"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.zeros((N, K))), "--target", _npy(p / "t.npy", np.zeros(3, int))],
-         "target has 3 labels but the logits have N = 400"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.zeros((N, K))), "--target", _npy(p / "t.npy", np.full(N, 0.5))],
-         "whole class ids"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.full((N, K), np.nan))], "NaN or infinite entries in 400"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.zeros((N, K))), "--levels", _write(p / "v.json", "[[0, 1]]")],
-         "levels cover 2 classes"),
-        (lambda p: ["analyze", _npy(p / "l.npy", np.zeros((N, K))), "--device", "tpu"], "--device must be cpu or cuda"),
-    ],
-)
-def test_errors_exit_2_with_a_message(tmp_path, make, message, capsys):
-    assert main(make(tmp_path)) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("l2h: error: ") and len(err.strip().splitlines()) == 1
-    assert __import__("re").search(message, err), err
-
-
 def _write(path, text):
     path.write_text(text)
     return str(path)
@@ -125,3 +98,97 @@ def test_module_and_console_script_run_as_programs(data):
     assert ok.returncode == 0 and "top 4 groups" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "l2h_lightning", "analyze", str(path / "none.pt")], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no such file" in bad.stderr
+
+
+def _chain(K):
+    """The tree L2H gives when one class wins every row: each class joins the one group in turn (depth K - 1)."""
+    return Hierarchy.from_merges([[0, 1]] + [[K + i - 1, i + 1] for i in range(1, K - 1)], K)
+
+
+def test_one_class_wins_every_row_a_chain_through_the_real_engine(tmp_path):
+    K = 1500  # deeper than Python's default recursion limit
+    logits = torch.zeros(6, K)
+    target = _npy(tmp_path / "t.npy", np.arange(6) % 3)
+    assert main(["analyze", save(tmp_path, logits, "npy"), "--target", target, "--out", str(tmp_path / "o")]) == 0
+    saved = Hierarchy.from_dict(json.loads((tmp_path / "o" / "tree.json").read_text()))
+    assert saved == l2h(logits) == _chain(K)
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
+        "dendrogram.png", "dendrogram_full.svg", "metrics.json", "tree.json", "tree.nwk"]
+
+
+def test_chain_of_10000_classes_every_output(tmp_path, monkeypatch, capsys):
+    from l2h_lightning import analysis
+
+    K = 10_000
+    chain = _chain(K)
+    monkeypatch.setattr(analysis, "l2h", lambda *args, **kwargs: chain)  # the engine's own K=10,000 chain is slow
+    names = _write(tmp_path / "names.txt", "\n".join(f"c{i}" for i in range(K)))
+    target = _npy(tmp_path / "t.npy", np.zeros(4, int))
+    out = tmp_path / "o"
+    code = main(["analyze", _npy(tmp_path / "l.npy", np.zeros((4, K), np.float32)), "--target", target,
+                 "--names", names, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    assert Hierarchy.from_dict(json.loads((out / "tree.json").read_text())) == chain
+    assert Hierarchy.from_newick((out / "tree.nwk").read_text().strip(), [f"c{i}" for i in range(K)]) == chain
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dp"] is None and metrics["leaf_purity"] == 1.0  # one class only: DP undefined, written as null
+    assert matplotlib.image.imread(out / "dendrogram.png").shape[0] > 1000
+    assert (out / "dendrogram_full.svg").read_text().count("c9999") >= 1
+
+
+def _mapped_from(tensor, path):
+    """Whether `tensor`'s memory lies in a mapping of the file `path` (Linux: /proc/self/maps)."""
+    address = tensor.data_ptr()
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if len(fields) >= 6 and fields[5] == str(path):
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= address < end:
+                return True
+    return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_npy_is_memory_mapped_and_never_modified(tmp_path, monkeypatch):
+    from l2h_lightning import analysis
+
+    logits = torch.randn(300, 7)
+    path = save(tmp_path, logits, "npy")
+    before = (tmp_path / "logits.npy").read_bytes()
+    seen = {}
+
+    def engine(x, aggregation, **options):
+        seen.update(options, mapped=_mapped_from(x, tmp_path / "logits.npy"))
+        tree = l2h(x.clone(), aggregation)
+        x.fill_(float("nan"))  # what an in-place engine may do to the tensor it is given
+        return tree
+
+    monkeypatch.setattr(analysis, "l2h", engine)
+    target = _npy(tmp_path / "t.npy", logits.argmax(1).numpy())
+    assert main(["analyze", path, "--target", target, "--out", str(tmp_path / "o")]) == 0
+    assert seen["mapped"] and seen["inplace"] is True
+    assert (tmp_path / "logits.npy").read_bytes() == before
+    metrics = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert metrics["leaf_purity"] == 1.0  # counted from the argmax taken before the engine overwrote the logits
+
+
+@pytest.mark.parametrize("dtype", [">f4", "float16", "float64"])
+def test_byte_orders_and_precisions(tmp_path, dtype):
+    logits = torch.randn(500, 9)
+    array = logits.numpy().astype(dtype)
+    np.save(tmp_path / "l.npy", np.asfortranarray(array))
+    assert main(["analyze", str(tmp_path / "l.npy"), "--out", str(tmp_path / "o")]) == 0
+    expected = l2h(torch.from_numpy(array.astype(array.dtype.newbyteorder("="))))
+    assert Hierarchy.from_dict(json.loads((tmp_path / "o" / "tree.json").read_text())) == expected
+
+
+@pytest.mark.parametrize("fmt", ["pt", "npy", "npz", "csv"])
+def test_shards_are_contiguous_row_blocks(tmp_path, fmt):
+    from l2h_lightning.analysis import load_logits
+
+    logits = torch.randn(11, 3, dtype=torch.float64)
+    path = save(tmp_path, logits, fmt)
+    parts = [load_logits(path, shard=(r, 3)) for r in range(3)]
+    assert [len(p) for p in parts] == [4, 4, 3]
+    torch.testing.assert_close(torch.cat(parts).double(), logits, rtol=0, atol=1e-12 if fmt != "csv" else 1e-15)
+    assert len(load_logits(path, shard=(11, 12))) == 0
