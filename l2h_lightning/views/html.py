@@ -412,6 +412,7 @@ function fmt(x) {
 function plain(x) {   // record fields: ids stay as written (no thousands separators)
   return typeof x === "number" && !Number.isInteger(x) ? fmt(x) : x === null ? "\u2014" : esc(x);
 }
+function short(s, n) { return s.length > n ? s.slice(0, n - 1) + "\u2026" : s; }
 function colour(g) { return g >= 0 ? GC[g] : GREY; }
 function kids(u) { return CH[u - K]; }
 
@@ -498,7 +499,7 @@ function layout() {
 var labelCache = {};
 function cladeLabel(t) {   // a folded subtree's label: size, first classes, its main groups
   if (labelCache[t]) return labelCache[t];
-  var first = leavesOf(t, 3).map(function (l) { return NAMES[l]; }), comp = composition(t);
+  var first = leavesOf(t, 3).map(function (l) { return short(NAMES[l], 32); }), comp = composition(t);
   var txt = '<tspan class="n">' + size[t] + "</tspan> " + esc(first.join(", ")) +
     (size[t] > 3 ? ' <tspan class="more">\u2026</tspan>' : "");
   var plain = String(size[t]).length + 2 + first.join(", ").length;
@@ -708,7 +709,7 @@ if (G) {
   var lg = document.getElementById("legend");
   lg.innerHTML = "<h2>Groups</h2>" + GN.map(function (name, g) {
     return '<div class="lg" data-g="' + g + '" title="highlight this group"><i style="background:' + GC[g] +
-      '"></i><span>' + esc(name) + "</span><em>" + counts[g] + "</em></div>";
+      '"></i><span title="' + esc(name) + '">' + esc(name) + "</span><em>" + counts[g] + "</em></div>";
   }).join("");
   lg.addEventListener("click", function (e) {
     var el = e.target.closest(".lg");
