@@ -282,6 +282,9 @@ class Hierarchy:
         return tuple(torch.tensor(x, dtype=torch.long) for x in self._span_lists())  # type: ignore[return-value]
 
     def _span_lists(self) -> tuple[list[int], list[int], list[int]]:
+        cached = self.__dict__.get("_spans")  # trees are not changed after construction: compute once
+        if cached is not None and cached[0] == (self.num_leaves, len(self.children)):
+            return cached[1]
         order = self.leaves(self.root)
         start = [0] * self.num_leaves
         for i, leaf in enumerate(order):
@@ -290,6 +293,7 @@ class Hierarchy:
         for ch in self.children:
             start.append(min(start[c] for c in ch))
             end.append(max(end[c] for c in ch))
+        self._spans = ((self.num_leaves, len(self.children)), (order, start, end))
         return order, start, end
 
     def to_linkage(self) -> np.ndarray:

@@ -125,6 +125,22 @@ def _node_counts(tree: Hierarchy, leaf_rows: torch.Tensor) -> torch.Tensor:
     return cum[end] - cum[start]
 
 
+def _class_blocks(tree: Hierarchy, counts: torch.Tensor):
+    """Yield, for blocks of classes, the points of each class under every node: (classes in block, num_nodes).
+
+    Classes are independent in the per-class sums, so blocks bound the memory at any K x C.
+    """
+    order, start, end = (t.to(counts.device) for t in tree.spans())
+    by_class = counts[order].T.contiguous()  # (C, K): leaves in the dendrogram's order
+    step = max(1, _BLOCK // tree.num_nodes)
+    cum = torch.zeros(min(step, by_class.shape[0]), tree.num_leaves + 1, dtype=counts.dtype, device=counts.device)
+    for c in range(0, by_class.shape[0], step):
+        block = by_class[c : c + step]
+        rows = cum[: block.shape[0]]
+        torch.cumsum(block, 1, out=rows[:, 1:])
+        yield rows[:, end] - rows[:, start]
+
+
 def _children_sum(tree: Hierarchy, node_rows: torch.Tensor) -> torch.Tensor:
     """For every node, the sum of its children's rows (zero for leaves)."""
     parents = tree.parents.to(node_rows.device)[:-1]  # every node but the root (the last) has a parent

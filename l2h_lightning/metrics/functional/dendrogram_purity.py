@@ -7,7 +7,7 @@ import warnings
 import torch
 
 from ...hierarchy import Hierarchy
-from .contingency import _BLOCK, _children_sum, _counts, _node_counts
+from .contingency import _class_blocks, _counts, _node_counts
 
 
 def _dendrogram_purity_compute(hierarchy: Hierarchy, counts: torch.Tensor) -> torch.Tensor:
@@ -21,15 +21,15 @@ def _dendrogram_purity_compute(hierarchy: Hierarchy, counts: torch.Tensor) -> to
         )
         return torch.tensor(float("nan"), dtype=torch.float64, device=counts.device)
     K = hierarchy.num_leaves
-    size = _node_counts(hierarchy, counts.sum(1, keepdim=True))  # (nodes, 1): points under each node
+    size = _node_counts(hierarchy, counts.sum(1, keepdim=True))[:, 0].clamp(min=1)  # points under each node
+    parents = hierarchy.parents.to(counts.device)[:-1]  # every node but the root has a parent
     total = torch.zeros((), dtype=torch.float64, device=counts.device)
-    step = max(1, _BLOCK // hierarchy.num_nodes)
-    for c in range(0, counts.shape[1], step):  # classes are independent: bound the memory by blocks of them
-        n = _node_counts(hierarchy, counts[:, c : c + step])  # (nodes, block): points of each class under each node
-        within_children = _children_sum(hierarchy, n**2)
-        within_children[:K] = n[:K]  # a leaf's "children" are its points
-        pairs = (n**2 - within_children) / 2  # same-class pairs whose smallest common subtree is this node
-        total += (pairs * n / size.clamp(min=1)).sum()
+    for n in _class_blocks(hierarchy, counts):  # (classes, nodes): points of each class under each node
+        square = n**2
+        within_children = torch.zeros_like(square).index_add_(1, parents, square[:, :-1])
+        within_children[:, :K] = n[:, :K]  # a leaf's "children" are its points
+        pairs = (square - within_children) / 2  # same-class pairs whose smallest common subtree is this node
+        total += (pairs * n / size).sum()
     return total / total_pairs
 
 
