@@ -206,6 +206,8 @@ def reference_l2h_exact(logits, aggregation: str = "cluster_mean", weights=None,
     keep = w > 0  # a point of weight 0 is absent
     L, w = L[keep], w[keep]
     N = len(L)
+    if N == 0 and K > 1:
+        raise ValueError("weights: every point has weight 0, there is nothing to select")
     merges, margins = [], []
     evidence = {k: [] for k in ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")}
     with mpmath.workdps(dps):
