@@ -11,6 +11,7 @@ from l2h_lightning.metrics import DendrogramPurity, HierarchyMetrics, LCAHeightD
 from l2h_lightning.metrics.functional import (
     contingency_table,
     dendrogram_purity,
+    hierarchy_scores,
     lca_height_distance,
     leaf_purity,
     level_scores,
@@ -295,3 +296,123 @@ def test_metric_objects_log_from_a_lightning_module(tmp_path):
     trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     result = trainer.validate(Logged(), loader, verbose=False)
     assert result[0]["val/dp"] == pytest.approx(float(dendrogram_purity(l2h(logits), logits, target)))
+
+
+# ------------------------------------------------------------------------------------------------ blocks and scale
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_blocked_sums_match_brute_force(seed, monkeypatch):
+    import importlib
+
+    contingency = importlib.import_module("l2h_lightning.metrics.functional.contingency")
+    lhd = importlib.import_module("l2h_lightning.metrics.functional.lca_height_distance")  # the package re-exports the function's name
+
+    monkeypatch.setattr(contingency, "_BLOCK", 30)  # one or two classes per block
+    monkeypatch.setattr(lhd, "_BLOCK", 30)  # one or two nodes of T per block
+    k, c = 9, 8
+    tree, preds, target = random_case(seed, k, c, n=80, empty=2)
+    rho_T = reference_rho(k, tree.children)
+    expected = reference_dendrogram_purity(k, tree.children, preds.numpy(), target.numpy())
+    assert float(dendrogram_purity(tree, preds, target)) == pytest.approx(expected, rel=1e-12)
+    for truth in (truth_levels(c), l2h(torch.randn(60, c, generator=torch.Generator().manual_seed(seed))), None):
+        rho_H = flat_rho(c) if truth is None else reference_rho(c, truth.children)
+        expected = reference_lca_height_distance(rho_T, rho_H, preds.numpy(), target.numpy())
+        got = lca_height_distance(tree, counts=contingency_table(preds, target, k, c), target_hierarchy=truth)
+        assert float(got) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tree_distance_of_mixed_shapes_matches_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(2, 16))
+    a = l2h(torch.as_tensor(rng.normal(size=(60, k))))
+    b = Hierarchy.from_levels([rng.integers(0, 3, size=k).tolist()]) if seed % 2 else l2h(torch.as_tensor(rng.normal(size=(60, k))))
+    expected = reference_tree_distance(reference_rho(k, a.children), reference_rho(k, b.children))
+    assert float(tree_distance(a, b)) == pytest.approx(expected, abs=1e-14)
+    assert float(tree_distance(b, a)) == pytest.approx(expected, abs=1e-14)
+
+
+K_CHAIN, BLOCK = 10_000, 1000  # a chain of 10,000 clusters; class c holds clusters c*1000 .. c*1000+999
+
+
+def chain(k, reverse=False):
+    if reverse:  # ((((K-1, K-2), K-3), ...), 0)
+        return Hierarchy.from_merges([[k - 1, k - 2]] + [[k + i - 1, k - 2 - i] for i in range(1, k - 1)], num_leaves=k)
+    return Hierarchy.from_merges([[0, 1]] + [[k + i - 1, i + 1] for i in range(1, k - 1)], num_leaves=k)
+
+
+@pytest.fixture(scope="module")
+def deep():
+    return chain(K_CHAIN)
+
+
+def chain_points():
+    preds = torch.arange(K_CHAIN)  # one point per cluster
+    return preds, preds // BLOCK
+
+
+def test_dendrogram_purity_of_a_chain_in_closed_form(deep):
+    # pair (i < j) of one class: its LCA holds clusters 0..j, of which j - c*B + 1 are of the class
+    j = np.arange(K_CHAIN)
+    s = j % BLOCK  # points of j's class before j
+    expected = (s * (s + 1) / (j + 1)).sum() / (K_CHAIN // BLOCK * BLOCK * (BLOCK - 1) / 2)
+    assert float(dendrogram_purity(deep, *chain_points())) == pytest.approx(expected, rel=1e-12)
+
+
+def test_lca_height_distance_of_a_chain_in_closed_form(deep):
+    preds, target = chain_points()
+    j = np.arange(K_CHAIN, dtype=np.float64)
+    same = j % BLOCK  # earlier points of the class: rho_H = 0; the others: rho_H = 1
+    rho = j / (K_CHAIN - 1)  # rho_T(i, j) for every i < j
+    pairs = K_CHAIN * (K_CHAIN - 1) / 2
+    flat = (same * rho + (j - same) * (1 - rho)).sum() / pairs
+    assert float(lca_height_distance(deep, preds, target)) == pytest.approx(flat, rel=1e-12)
+    # truth: classes 0-4 and 5-9 form two groups: rho_H = 4/9 inside a group, 1 across
+    truth = Hierarchy.from_levels([[c // 5 for c in range(10)]])
+    cls = j // BLOCK
+    in_group = np.where(cls < 5, j, j - 5 * BLOCK) - same  # earlier points of the group, other classes
+    across = j - same - in_group
+    expected = (same * rho + in_group * np.abs(rho - 4 / 9) + across * (1 - rho)).sum() / pairs
+    assert float(lca_height_distance(deep, preds, target, truth)) == pytest.approx(expected, rel=1e-12)
+
+
+def test_level_scores_leaf_purity_and_all_scores_on_a_chain(deep):
+    preds, target = chain_points()
+    truth = Hierarchy.from_levels([[c // 5 for c in range(10)]])
+    scores = level_scores(deep, preds, target, truth)
+    pred_group = deep.cut(2)[preds].numpy()  # the last cluster alone
+    assert pred_group.sum() == 1 and pred_group[-1] == 1
+    true_group = (target // 5).numpy()
+    assert float(scores["level1/nmi"]) == pytest.approx(normalized_mutual_info_score(true_group, pred_group))
+    assert float(scores["level1/ari"]) == pytest.approx(adjusted_rand_score(true_group, pred_group))
+    assert float(scores["level1/acc"]) == pytest.approx((5000 + 1) / K_CHAIN)
+    noisy = torch.cat([target, (target[::4] + 1) % 10])  # a second point in every 4th cluster, of another class
+    assert float(leaf_purity(torch.cat([preds, preds[::4]]), noisy)) == pytest.approx(K_CHAIN / (K_CHAIN + K_CHAIN // 4))
+    everything = hierarchy_scores(deep, preds, target, truth)
+    assert float(everything["dp"]) == float(dendrogram_purity(deep, preds, target))
+    assert float(everything["lhd"]) == float(lca_height_distance(deep, preds, target, truth))
+    assert float(everything["leaf_purity"]) == 1.0 and int(everything["empty_clusters"]) == 0
+
+
+def test_tree_distance_of_two_chains_in_closed_form(deep):
+    # rho_a(i, j) = j / (K-1) and rho_b(i, j) = (K-1-i) / (K-1) for i < j
+    k = K_CHAIN
+    total = 0.0
+    for start in range(0, k, 1000):
+        i = np.arange(start, min(k, start + 1000))[:, None]
+        j = np.arange(k)[None, :]
+        total += np.where(j > i, np.abs(i + j - (k - 1)), 0).sum()
+    expected = total / (k - 1) / (k * (k - 1) / 2)
+    assert float(tree_distance(deep, chain(k, reverse=True))) == pytest.approx(expected, rel=1e-13)
+    assert float(tree_distance(deep, deep)) == 0.0
+
+
+def test_fixed_tree_modules_on_a_chain(deep):
+    preds, target = chain_points()
+    dp, lhd = DendrogramPurity(hierarchy=deep, num_classes=10), LCAHeightDistance(hierarchy=deep, num_classes=10)
+    for s in range(0, K_CHAIN, 3000):
+        dp.update(preds[s : s + 3000], target[s : s + 3000])
+        lhd.update(preds[s : s + 3000], target[s : s + 3000])
+    assert float(dp.compute()) == pytest.approx(float(dendrogram_purity(deep, preds, target)), rel=1e-12)
+    assert float(lhd.compute()) == pytest.approx(float(lca_height_distance(deep, preds, target)), rel=1e-12)
