@@ -1,8 +1,7 @@
-"""`L2HMonitor`: watch the class hierarchy a model learns, every validation epoch."""
+"""`L2HMonitor`: watch the class hierarchy a model learns, every validation epoch (and on test runs)."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import warnings
@@ -12,7 +11,6 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.utilities.distributed import gather_all_tensors
 
@@ -22,6 +20,7 @@ from .metrics.functional import contingency_table, tree_distance
 from .metrics.functional.hierarchy_scores import _hierarchy_scores_compute
 
 Extract = Callable[[Any, Any], "tuple[torch.Tensor, torch.Tensor | None]"]
+TARGET_METRICS = "dp, lhd, leaf_purity and the level scores"
 
 
 class L2HMonitor(Callback):
@@ -31,26 +30,30 @@ class L2HMonitor(Callback):
         logits_key: key of the logits (N, K) in what ``validation_step`` returns (a dict); a returned tensor is
             taken as the logits.
         target_key: key of the class ids (N,) in that dict. Optional: without targets the tree, drift and
-            empty-cluster count are logged, not DP, LHD, leaf purity or level scores.
+            empty-cluster count are logged, not DP, LHD, leaf purity or level scores (one info line says so).
         extract: ``extract(outputs, batch) -> (logits, target or None)`` for any other output format.
-        every_n_epochs: compute every n-th epoch (epochs n-1, 2n-1, ...); ``trainer.validate`` always computes.
+        every_n_epochs: compute every n-th epoch (epochs n-1, 2n-1, ...); ``trainer.validate``/``test`` always do.
         class_names: K names for the dendrogram, the text outline and the saved JSON.
         target_hierarchy: ground-truth tree over the classes (e.g. ``Hierarchy.from_levels``): LHD against it,
             level scores for its levels, and dendrogram leaves coloured by its coarsest level.
+        group_names: names of `target_hierarchy`'s coarsest groups (indexed by group id), for the legends.
         aggregation: the L2H variant (see `l2h`).
         max_samples: keep at most this many validation points per process and dataloader (the first ones; a
             warning says when the cap is reached).
-        store_dtype: cast kept logits to this dtype (e.g. ``torch.float16`` halves their memory).
-        log_images: log the dendrogram image and the tree text to TensorBoard (and save the PNG).
+        store_dtype: cast kept logits to this dtype (e.g. ``torch.float16`` halves their memory; logits beyond
+            its range are refused with a message naming ``store_dtype``).
+        log_images: render the dendrograms and the HTML tree (and log them); the JSON record is always written.
         prefix: prefix of every logged name.
         history: how many past results `history` keeps (also saved in checkpoints).
+        watch_test: also build, score and log the tree on ``trainer.test`` runs (under ``{prefix}/test/``).
 
-    Logged every computed epoch, identically on every process (so ``ModelCheckpoint(monitor="l2h/dp")`` and
+    Logged per computed validation run, identically on every process (so ``ModelCheckpoint(monitor="l2h/dp")`` and
     ``EarlyStopping`` work under DDP): ``l2h/dp``, ``l2h/lhd``, ``l2h/leaf_purity``, ``l2h/level{i}/{nmi,ari,acc}``,
-    ``l2h/drift`` (tree distance to the previous tree), ``l2h/empty_clusters``, ``l2h/seconds``. On global rank 0:
-    the image ``l2h/dendrogram`` and text ``l2h/tree`` to every TensorBoard logger, and ``l2h/epoch_XXXX.json``
-    (+ ``.png``) under the first logger's ``log_dir``. Several validation dataloaders get one tree each, logged
-    with a ``/dataloader_idx_N`` suffix.
+    ``l2h/drift`` (tree distance to the previous tree), ``l2h/empty_clusters``, ``l2h/seconds``. On global rank 0,
+    at the step of those scalars, to every logger (TensorBoard, W&B, MLflow, CSV; see ``views/loggers.py``): the
+    images ``l2h/dendrogram`` (a card legible at TensorBoard's size) and ``l2h/dendrogram_full``, the text
+    ``l2h/tree``, and the files ``l2h/epoch_EEEE_step_SSSSSS.{json,png,html}`` in the run's own directory. Several
+    validation dataloaders get one tree each, logged with a ``/dataloader_idx_N`` suffix.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -72,12 +75,15 @@ class L2HMonitor(Callback):
         log_images: bool = True,
         prefix: str = "l2h",
         history: int = 100,
+        *,
+        group_names: Sequence[str] | None = None,
+        watch_test: bool = True,
     ) -> None:
-        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+        if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool) or every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-        if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 1):
+        if max_samples is not None and (not isinstance(max_samples, int) or isinstance(max_samples, bool) or max_samples < 1):
             raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
         if store_dtype is not None and not (isinstance(store_dtype, torch.dtype) and store_dtype.is_floating_point):
             raise ValueError(f"store_dtype must be a floating-point torch.dtype, got {store_dtype!r}")
@@ -85,25 +91,37 @@ class L2HMonitor(Callback):
             raise ValueError(f"extract must be callable (outputs, batch) -> (logits, target), got {extract!r}")
         if target_hierarchy is not None and not isinstance(target_hierarchy, Hierarchy):
             raise ValueError(f"target_hierarchy must be a Hierarchy, got {type(target_hierarchy).__name__}")
+        if class_names is not None and (isinstance(class_names, str) or not isinstance(class_names, Sequence)):
+            raise ValueError(f"class_names must be a sequence of names, got {type(class_names).__name__}")
         if class_names is not None and target_hierarchy is not None and len(class_names) != target_hierarchy.num_leaves:
             raise ValueError(
                 f"class_names has {len(class_names)} names but target_hierarchy has {target_hierarchy.num_leaves} classes"
             )
-        if not isinstance(history, int) or history < 1:
+        if group_names is not None:
+            _check_group_names(group_names, target_hierarchy)
+        if not isinstance(history, int) or isinstance(history, bool) or history < 1:
             raise ValueError(f"history must be a positive int, got {history!r}")
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
         self.logits_key, self.target_key, self.extract = logits_key, target_key, extract
         self.every_n_epochs = every_n_epochs
-        self.class_names = list(class_names) if class_names is not None else None
+        self.class_names = [str(n) for n in class_names] if class_names is not None else None
         self.target_hierarchy = target_hierarchy
+        self.group_names = [str(n) for n in group_names] if group_names is not None else None
         self.aggregation, self.max_samples, self.store_dtype = aggregation, max_samples, store_dtype
         self.log_images, self.prefix, self.history_size = log_images, prefix, history
-        self.hierarchies: dict[int, Hierarchy] = {}  # the last tree of every dataloader
+        self.watch_test = watch_test
+        self.hierarchies: dict[int, Hierarchy] = {}  # the last validation tree of every dataloader
+        self.test_hierarchies: dict[int, Hierarchy] = {}  # the last test tree of every dataloader
         self.history: list[dict[str, Any]] = []  # the last results, oldest first
         self.last_files: dict[str, Path] = {}
         self._batches: dict[int, list[tuple[torch.Tensor, torch.Tensor | None]]] = {}
-        self._kept: dict[int, int] = {}  # points kept per dataloader this validation run
+        self._kept: dict[int, int] = {}  # points kept per dataloader this run
         self._warned: set[str] = set()
-        self._ran_this_epoch: tuple[Any, int] | None = None
+        self._rounds = 0  # rounds this process took part in
+        self._checkpoint_position: tuple[int, int] | None = None  # (epoch, global_step) of a loaded checkpoint
+        self._trained_epoch: int | None = None  # the last epoch this Trainer trained
+        self._rounds_at_start = 0  # _rounds when the current stage began
 
     @property
     def hierarchy(self) -> Hierarchy | None:
@@ -118,28 +136,52 @@ class L2HMonitor(Callback):
         # Our values are computed once and broadcast, so they are identical on every process: Lightning's advice
         # to sync them does not apply (and syncing would pair collectives across different hooks).
         warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('{re.escape(self.prefix)}/")
+        self._rounds_at_start = self._rounds
+        if stage == "predict":
+            self._info_once("predict", "L2HMonitor: trainer.predict is not watched (predictions come without targets "
+                            "and without a validation pass); it watches validation and test runs")
+        if stage == "test" and not self.watch_test:
+            self._info_once("test", "L2HMonitor: trainer.test is not watched (watch_test=False)")
+        if stage == "fit" and trainer.world_size > 1 and self._lightning_schedule(trainer) is None:
+            if getattr(pl_module, "allow_zero_length_dataloader_with_multiple_devices", False):
+                raise ValueError(
+                    "L2HMonitor: this Lightning version does not expose its validation schedule, so a process without "
+                    "validation batches could not join the others' gather in time; give every process validation "
+                    "data (allow_zero_length_dataloader_with_multiple_devices=False)"
+                )
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._checkpoint_position = (int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0)))
 
     # ------------------------------------------------------------------------------------------- collect
     def _active(self, trainer: Trainer) -> bool:
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or trainer.training:
             return False
-        return not trainer.training and (
-            trainer.state.fn != "fit" or (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        )
+        if trainer.state.fn == "fit":
+            return (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return trainer.state.fn == "validate" or (trainer.state.fn == "test" and self.watch_test)
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._batches, self._kept = {}, {}
 
+    on_test_epoch_start = on_validation_epoch_start
+
     def on_validation_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        if not self._active(trainer):
-            return
-        logits, target = self._unpack(outputs, batch)
-        if logits.ndim != 2 or not logits.is_floating_point():
-            raise ValueError(f"the logits must be a floating-point (N, K) tensor, got shape {tuple(logits.shape)} and dtype {logits.dtype}")
-        if target is not None and (target.ndim != 1 or target.shape[0] != logits.shape[0]):
-            raise ValueError(f"the target must be class ids (N,) for the {logits.shape[0]} rows of logits, got shape {tuple(target.shape)}")
+        if trainer.sanity_checking:  # check the output format now, not after an epoch of training
+            self._checked(*self._unpack(outputs, batch))
+        elif self._active(trainer):
+            self._collect(outputs, batch, dataloader_idx)
+
+    def on_test_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._active(trainer):
+            self._collect(outputs, batch, dataloader_idx)
+
+    def _collect(self, outputs: Any, batch: Any, dataloader_idx: int) -> None:
+        logits, target = self._checked(*self._unpack(outputs, batch))
         batches = self._batches.setdefault(dataloader_idx, [])
         if batches and batches[0][0].shape[1] != logits.shape[1]:
             raise ValueError(f"the number of classes K changed between batches: {batches[0][0].shape[1]} before, {logits.shape[1]} now")
@@ -152,14 +194,31 @@ class L2HMonitor(Callback):
                 if room <= 0:
                     return
                 logits, target = logits[:room], None if target is None else target[:room]
-        logits = logits.detach().to(self.store_dtype) if self.store_dtype else logits.detach()
-        batches.append((logits, None if target is None else target.detach()))
+        logits = logits.detach()
+        if self.store_dtype is not None and logits.numel():
+            largest = float(logits.abs().max())
+            if largest > torch.finfo(self.store_dtype).max:
+                raise ValueError(
+                    f"store_dtype={self.store_dtype} cannot hold these logits: their largest magnitude is {largest:.4g}, "
+                    f"above {torch.finfo(self.store_dtype).max:.6g}; use store_dtype=torch.bfloat16, torch.float32 or None"
+                )
+            logits = logits.to(self.store_dtype)
+        # compact copies: a view of a larger tensor would keep all of its storage alive until the epoch ends
+        batches.append((_compact(logits), None if target is None else _compact(target.detach().long())))
         self._kept[dataloader_idx] = self._kept.get(dataloader_idx, 0) + logits.shape[0]
 
-    def _unpack(self, outputs: Any, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _unpack(self, outputs: Any, batch: Any) -> tuple[Any, Any]:
         if self.extract is not None:
-            return self.extract(outputs, batch)
+            got = self.extract(outputs, batch)
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                what = type(got).__name__ + (f" of length {len(got)}" if isinstance(got, (tuple, list)) else "")
+                raise ValueError(f"extract must return a pair (logits, target or None), got {what}")
+            if got[1] is None:
+                self._no_target_info("extract returned target None")
+            return got[0], got[1]
         if isinstance(outputs, torch.Tensor):
+            if outputs.ndim == 2:
+                self._no_target_info("validation_step returned a tensor (taken as the logits)")
             return outputs, None
         if isinstance(outputs, dict):
             if self.logits_key not in outputs:
@@ -168,47 +227,99 @@ class L2HMonitor(Callback):
                     "set logits_key= or pass extract="
                 )
             if self.target_key not in outputs:
-                self._warn_once("target", f"L2HMonitor: no {self.target_key!r} in the validation outputs: logging the tree and drift only")
+                self._no_target_info(f"no {self.target_key!r} in the validation outputs")
             return outputs[self.logits_key], outputs.get(self.target_key)
         raise ValueError(
             f"validation_step returned {type(outputs).__name__}; return the logits, a dict with {self.logits_key!r} "
             f"(and {self.target_key!r}), or pass extract=(outputs, batch) -> (logits, target)"
         )
 
-    # ------------------------------------------------------------------------------------------- compute
+    def _checked(self, logits: Any, target: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The logits and target of one batch, or a ValueError that says what is wrong with them."""
+        if not isinstance(logits, torch.Tensor):
+            raise ValueError(f"the logits must be a floating-point (N, K) torch.Tensor, got {type(logits).__name__}")
+        if logits.ndim != 2 or not logits.is_floating_point():
+            hint = " (a loss? return the logits too: {'logits': logits, 'target': y})" if logits.ndim == 0 else ""
+            raise ValueError(
+                f"the logits must be a floating-point (N, K) tensor, got shape {tuple(logits.shape)} and dtype {logits.dtype}{hint}"
+            )
+        if target is None:
+            return logits, None
+        if not isinstance(target, torch.Tensor):
+            raise ValueError(f"the target must be a torch.Tensor of class ids (N,), got {type(target).__name__}")
+        if target.ndim != 1 or target.shape[0] != logits.shape[0]:
+            raise ValueError(f"the target must be class ids (N,) for the {logits.shape[0]} rows of logits, got shape {tuple(target.shape)}")
+        if target.is_complex() or (target.is_floating_point() and not bool((target == target.round()).all())):
+            raise ValueError(f"the target must hold integer class ids, got {target.dtype} values with fractions")
+        if target.numel() and int(target.min()) < 0:
+            raise ValueError(f"the target must hold class ids >= 0, got {int(target.min())}")
+        return logits, target
+
+    def _no_target_info(self, why: str) -> None:
+        self._info_once("target", f"L2HMonitor: {why}: logging the tree, drift and empty_clusters; {TARGET_METRICS} "
+                        f"need the targets (return {{{self.logits_key!r}: logits, {self.target_key!r}: y}} or pass extract=)")
+
+    # ------------------------------------------------------------------------------------------- rounds
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._active(trainer):
             self._round(trainer, pl_module)
 
-    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # A process without validation batches skips Lightning's validation loop: join the others' round here.
-        if trainer.world_size > 1 and self._skipped_validation(trainer):
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._active(trainer):
             self._round(trainer, pl_module)
 
-    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # the same for trainer.validate; Lightning allows no self.log here, and this process validated nothing
-        if stage == "validate" and trainer.world_size > 1 and self._skipped_validation(trainer):
-            self._round(trainer, pl_module, log=False)
+    # A process without validation batches skips Lightning's validation loop, hooks included, while the others
+    # gather in on_validation_epoch_end. It learns from Lightning's own schedule that a validation starts after
+    # this batch, and joins that round now (nothing collective happens between here and their gather).
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        val_loop = trainer.fit_loop.epoch_loop.val_loop
+        if trainer.world_size > 1 and trainer.enable_validation and val_loop._combined_loader is None:
+            # know now how many batches each process validates (Lightning loads them at the first validation
+            # otherwise); every process runs this hook, so the loader's own collectives line up
+            trainer.validating = True
+            val_loop.setup_data()
+            trainer.training = True
 
-    def _skipped_validation(self, trainer: Trainer) -> bool:
-        ran = self._ran_this_epoch == (trainer.state.fn, trainer.current_epoch)
-        scheduled = trainer.state.fn != "fit" or (
-            trainer.enable_validation
-            and (trainer.current_epoch + 1) % (trainer.check_val_every_n_epoch or 1) == 0
-            and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        )
-        return scheduled and not ran and sum(trainer.num_val_batches or [0]) == 0
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if trainer.world_size > 1 and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            schedule = self._lightning_schedule(trainer)
+            if schedule is not None and sum(self._num_batches(trainer, "validate")) == 0 and schedule():
+                self._batches = {}
+                self._round(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._trained_epoch = trainer.current_epoch
+
+    def teardown(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # trainer.validate/test: a process without batches ran no hook of the loop; join the round here
+        if stage in ("validate", "test") and trainer.world_size > 1 and self._rounds == self._rounds_at_start:
+            if (stage == "validate" or self.watch_test) and sum(self._num_batches(trainer, stage)) == 0:
+                self._round(trainer, pl_module, log=False)
+
+    @staticmethod
+    def _num_batches(trainer: Trainer, stage: str) -> list[int | float]:
+        return list((trainer.num_test_batches if stage == "test" else trainer.num_val_batches) or [0])
+
+    @staticmethod
+    def _lightning_schedule(trainer: Trainer) -> Callable[[], bool] | None:
+        """Lightning's decision "validate after this train batch", or None when this version hides it."""
+        loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+        decide = getattr(loop, "_should_check_val_fx", None)
+        if decide is None:
+            return None
+        return lambda: bool(decide(trainer.fit_loop._data_fetcher)) and not getattr(loop, "_skip_next_val", False)
 
     def _round(self, trainer: Trainer, pl_module: LightningModule, log: bool = True) -> None:
-        """Gather every dataloader's points from every process, compute on rank 0, share, log."""
-        self._ran_this_epoch = (trainer.state.fn, trainer.current_epoch)
-        n_loaders = max(len(trainer.num_val_batches or []), 1)
+        """Gather every dataloader's points from every process, compute on rank 0, share, publish."""
+        self._rounds += 1
+        stage = "test" if trainer.state.fn == "test" else "validate"
+        n_loaders = max(len(self._num_batches(trainer, stage)), 1)
         for idx in range(n_loaders):
             logits, target = self._gather(self._batches.get(idx, []), pl_module.device)
             result: dict[str, Any] | None = None
             if trainer.is_global_zero and logits is not None:
                 try:
-                    result = {"ok": self._compute(idx, logits, target)}
+                    result = {"ok": self._compute(idx, logits, target, stage)}
                 except Exception as err:  # every process raises it, instead of waiting for rank 0 forever
                     result = {"error": f"{type(err).__name__}: {err}"}
             result = trainer.strategy.broadcast(result, src=0)
@@ -216,7 +327,7 @@ class L2HMonitor(Callback):
                 continue
             if "error" in result:
                 raise ValueError(f"L2HMonitor: {result['error']}")
-            self._publish(trainer, pl_module, idx, n_loaders, result["ok"], log)
+            self._publish(trainer, pl_module, idx, n_loaders, result["ok"], stage, log)
         self._batches = {}
         if trainer.world_size > 1:  # nobody leaves (and may exit) while a peer still receives the broadcast
             trainer.strategy.barrier("L2HMonitor")
@@ -228,7 +339,7 @@ class L2HMonitor(Callback):
         has_target = int(all(t is not None for _, t in batches)) if batches else -1
         local = torch.cat([b[0].to(dtype).flatten() for b in batches]) if batches else torch.empty(0, dtype=dtype, device=device)
         targets = [t for _, t in batches if t is not None]
-        local_t = torch.cat(targets).long() if has_target == 1 else torch.empty(0, dtype=torch.long, device=local.device)
+        local_t = torch.cat(targets) if has_target == 1 else torch.empty(0, dtype=torch.long, device=local.device)
         if not torch.distributed.is_available() or not torch.distributed.is_initialized():
             return (local.view(-1, K), local_t if has_target == 1 else None) if K else (None, None)
         info = torch.stack(gather_all_tensors(torch.tensor([K, has_target], device=local.device))).tolist()
@@ -244,7 +355,7 @@ class L2HMonitor(Callback):
             return logits, None
         return logits, torch.cat(gather_all_tensors(local_t))
 
-    def _compute(self, idx: int, logits: torch.Tensor, target: torch.Tensor | None) -> dict[str, Any]:
+    def _compute(self, idx: int, logits: torch.Tensor, target: torch.Tensor | None, stage: str) -> dict[str, Any]:
         start = time.perf_counter()
         K = logits.shape[1]
         previous = self.hierarchies.get(idx)
@@ -252,75 +363,119 @@ class L2HMonitor(Callback):
             raise ValueError(f"the number of classes K changed between epochs: {previous.num_leaves} before, {K} now")
         if self.class_names is not None and len(self.class_names) != K:
             raise ValueError(f"class_names has {len(self.class_names)} names but the logits have K = {K} columns")
+        truth = self.target_hierarchy
+        if truth is not None and truth.num_leaves != K:
+            raise ValueError(f"target_hierarchy has {truth.num_leaves} classes but the logits have K = {K} columns")
         tree = l2h(logits, self.aggregation)
         preds = logits.argmax(1)
         metrics: dict[str, float] = {"empty_clusters": float(K - torch.unique(preds).numel())}
-        if previous is not None:
+        if previous is not None and stage == "validate":
             metrics["drift"] = float(tree_distance(previous, tree))
         if target is not None:
-            truth = self.target_hierarchy
             num_classes = truth.num_leaves if truth is not None else max(int(target.max()) + 1, K)
+            if truth is not None and int(target.max()) >= num_classes:
+                raise ValueError(f"the target holds class id {int(target.max())}, but target_hierarchy has {num_classes} classes")
             counts = contingency_table(preds, target, K, num_classes)
             metrics.update({k: float(v) for k, v in _hierarchy_scores_compute(tree, counts, truth).items()})
         metrics["seconds"] = time.perf_counter() - start
         return {"tree": tree.to_dict(), "metrics": metrics, "num_points": logits.shape[0]}
 
-    # ------------------------------------------------------------------------------------------- log
+    # ------------------------------------------------------------------------------------------- publish
+    def _position(self, trainer: Trainer) -> tuple[int | None, int]:
+        """(epoch, global step) of the weights being scored: the checkpoint's for validate/test from a checkpoint."""
+        if trainer.state.fn == "fit":
+            return trainer.current_epoch, trainer.global_step
+        if self._checkpoint_position is not None and getattr(trainer, "ckpt_path", None):
+            return self._checkpoint_position
+        return self._trained_epoch, trainer.global_step
+
+    @staticmethod
+    def _log_step(trainer: Trainer) -> int:
+        """The step Lightning files this hook's self.log values under (trainer.global_step can be one ahead)."""
+        return int(getattr(trainer.fit_loop.epoch_loop, "_batches_that_stepped", trainer.global_step))
+
     def _publish(
-        self, trainer: Trainer, pl_module: LightningModule, idx: int, n_loaders: int, result: dict, log: bool
+        self, trainer: Trainer, pl_module: LightningModule, idx: int, n_loaders: int, result: dict, stage: str, log: bool
     ) -> None:
         tree = Hierarchy.from_dict(result["tree"])
         metrics = result["metrics"]
-        self.hierarchies[idx] = tree
+        (self.hierarchies if stage == "validate" else self.test_hierarchies)[idx] = tree
+        prefix = self.prefix if stage == "validate" else f"{self.prefix}/test"
         suffix = f"/dataloader_idx_{idx}" if n_loaders > 1 else ""
         for name, value in metrics.items() if log else ():
-            pl_module.log(f"{self.prefix}/{name}{suffix}", value, sync_dist=False, add_dataloader_idx=False)
-        entry = {"epoch": trainer.current_epoch, "global_step": trainer.global_step, "dataloader_idx": idx, **metrics}
+            pl_module.log(f"{prefix}/{name}{suffix}", value, sync_dist=False, add_dataloader_idx=False)
+        epoch, global_step = self._position(trainer)
+        entry = {"stage": str(getattr(trainer.state.fn, "value", trainer.state.fn)), "epoch": epoch,
+                 "global_step": global_step, "step": self._log_step(trainer), "dataloader_idx": idx, **metrics}
         self.history = (self.history + [entry])[-self.history_size :]
         if trainer.is_global_zero:
-            self._write(trainer, tree, entry, result["num_points"], suffix)
+            self._write(trainer, tree, entry, result["num_points"], prefix, suffix)
 
-    def _write(self, trainer: Trainer, tree: Hierarchy, entry: dict, num_points: int, suffix: str) -> None:
-        stem = f"epoch_{trainer.current_epoch:04d}" + suffix.replace("/", "_")
-        out_dir = self._log_dir(trainer) / self.prefix
-        out_dir.mkdir(parents=True, exist_ok=True)
+    def _write(self, trainer: Trainer, tree: Hierarchy, entry: dict, num_points: int, prefix: str, suffix: str) -> None:
+        from .views.loggers import Publication, publish, run_dir
+
+        epoch = entry["epoch"]
+        stage = "" if entry["stage"] == "fit" else f"{entry['stage']}_"
+        stem = stage + (f"epoch_{epoch:04d}_" if epoch is not None else "") + f"step_{entry['global_step']:06d}"
+        stem += suffix.replace("/", "_")
+        out = run_dir(trainer) / prefix
+        stem = _unused(out, stem)  # a second trainer.validate at the same step keeps the first one's files
         record = {**entry, "num_points": num_points, "class_names": self.class_names,
-                  "newick": tree.to_newick(self.class_names), "tree": tree.to_dict()}
-        self.last_files["json"] = out_dir / f"{stem}.json"
-        self.last_files["json"].write_text(json.dumps(record, indent=1))
-        if not self.log_images:
-            return
-        from matplotlib.image import imsave
+                  "group_names": self.group_names, "newick": tree.to_newick(self.class_names), "tree": tree.to_dict()}
+        pub = Publication(stem=stem, step=entry["step"], prefix=prefix, suffix=suffix, record=record,
+                          text=self._text(tree, entry, num_points))
+        if self.log_images:
+            title = self._title(entry, suffix)
+            pub.images = self._images(tree, title, entry, num_points)
+            pub.html = self._html(tree, out / f"{stem}.html", title, entry)
+        self.last_files = dict(publish(trainer, pub))
+        if not any(_known(lg) for lg in trainer.loggers):
+            self._info_once("no-logger", f"L2HMonitor: no TensorBoard, W&B, MLflow or CSV logger, so the tree is only saved under {out}")
 
-        from .plotting import figure_to_array, plot_dendrogram
+    def _title(self, entry: dict, suffix: str) -> str:
+        when = (f"epoch {entry['epoch']}, " if entry["epoch"] is not None else "") + f"step {entry['global_step']}"
+        stage = {"fit": "", "validate": " (validate)", "test": " (test)"}.get(entry["stage"], "")
+        scores = ", ".join(f"{name} {entry[key]:.3f}" for name, key in (("DP", "dp"), ("LHD", "lhd")) if key in entry)
+        where = f", dataloader {entry['dataloader_idx']}" if suffix else ""
+        return f"L2H hierarchy, {when}{stage}{where}" + (f" - {scores}" if scores else "")
 
-        title = f"L2H hierarchy, epoch {trainer.current_epoch}" + (f", dataloader {entry['dataloader_idx']}" if suffix else "")
-        fig, _ = plot_dendrogram(tree, self.class_names, self._leaf_groups(tree.num_leaves), title=title)
-        image = figure_to_array(fig)  # rendered once, for the PNG and for TensorBoard
-        self.last_files["png"] = out_dir / f"{stem}.png"
-        imsave(self.last_files["png"], image)
-        tensorboards = [lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)]
-        if not tensorboards:
-            self._info_once("no-tb", "L2HMonitor: no TensorBoardLogger, so the dendrogram image and tree text are only saved under " + str(out_dir))
-            return
-        text = "```\n" + tree.to_text(self.class_names) + "\n```\n\nNewick: `" + tree.to_newick(self.class_names) + "`"
-        for logger in tensorboards:
-            logger.experiment.add_image(f"{self.prefix}/dendrogram{suffix}", image, trainer.global_step, dataformats="HWC")
-            logger.experiment.add_text(f"{self.prefix}/tree{suffix}", text, trainer.global_step)
+    def _text(self, tree: Hierarchy, entry: dict, num_points: int) -> str:
+        shown = ("dp", "lhd", "leaf_purity", "drift", "empty_clusters")
+        line = ", ".join(f"{k} {entry[k]:.4g}" for k in shown if k in entry)
+        return (f"{tree.num_leaves} classes, {num_points} points: {line}\n\n```\n" + tree.to_text(self.class_names)
+                + "\n```\n\nNewick: `" + tree.to_newick(self.class_names) + "`")
+
+    def _images(self, tree: Hierarchy, title: str, entry: dict, num_points: int) -> dict[str, tuple[Any, str]]:
+        """The card (legible at TensorBoard's size) and, when it does not show every leaf, the full dendrogram."""
+        from .views import dendrogram as views
+
+        groups = self._leaf_groups(tree.num_leaves)
+        caption = f"{title}; {tree.num_leaves} classes, {num_points} points"
+        kwargs = dict(names=self.class_names, groups=groups, group_names=self.group_names, title=title)
+        card = getattr(views, "plot_card", None)
+        if card is not None:
+            main = views.figure_to_array(card(tree, **kwargs)[0])
+        else:
+            main = views.figure_to_array(views.plot_dendrogram(tree, **kwargs)[0])
+        images = {"dendrogram": (main, caption)}
+        if card is not None or tree.num_leaves > views.MAX_LEAVES:
+            full = views.figure_to_array(views.plot_dendrogram(tree, max_leaves=None, **kwargs)[0])
+            images["dendrogram_full"] = (full, caption + " (every leaf)")
+        return images
+
+    def _html(self, tree: Hierarchy, path: Path, title: str, entry: dict) -> Path | None:
+        try:
+            from .views.html import save_html
+        except ImportError:  # pictures only, without the interactive page
+            return None
+        metrics = {k.upper() if k in ("dp", "lhd") else k: entry[k] for k in ("dp", "lhd", "leaf_purity", "drift") if k in entry}
+        return save_html(tree, path, names=self.class_names, groups=self._leaf_groups(tree.num_leaves),
+                         group_names=self.group_names, title=title, metrics=metrics)
 
     def _leaf_groups(self, K: int) -> list[int] | None:
         """Each class's coarse ground-truth group, for colouring the leaves."""
         truth = self.target_hierarchy
         return truth.coarse_groups() if truth is not None and truth.num_leaves == K else None
-
-    @staticmethod
-    def _log_dir(trainer: Trainer) -> Path:
-        # not trainer.log_dir: that broadcasts, and only rank 0 gets here
-        for logger in trainer.loggers:
-            path = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-            if path:
-                return Path(path)
-        return Path(trainer.default_root_dir)
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -339,3 +494,35 @@ class L2HMonitor(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.hierarchies = {int(i): Hierarchy.from_dict(t) for i, t in state_dict.get("hierarchies", {}).items()}
         self.history = list(state_dict.get("history", []))
+
+
+def _check_group_names(group_names: Any, truth: Hierarchy | None) -> None:
+    if isinstance(group_names, str) or not isinstance(group_names, Sequence):
+        raise ValueError(f"group_names must be a sequence of names, got {type(group_names).__name__}")
+    groups = truth.coarse_groups() if truth is not None else None
+    if groups is None:
+        raise ValueError("group_names names the coarsest groups of target_hierarchy: give a target_hierarchy with levels")
+    needed = max(groups) + 1
+    if len(group_names) != needed:
+        raise ValueError(f"group_names has {len(group_names)} names but target_hierarchy's coarsest level has {needed} groups")
+
+
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself when it owns just its own elements, else a compact copy (a slice would pin a larger storage)."""
+    if t.is_contiguous() and t.untyped_storage().nbytes() == t.numel() * t.element_size():
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
+def _known(logger: Any) -> bool:
+    from .views.loggers import logger_kind
+
+    return logger_kind(logger) is not None
+
+
+def _unused(folder: Path, stem: str) -> str:
+    candidate, n = stem, 1
+    while (folder / f"{candidate}.json").exists():
+        n += 1
+        candidate = f"{stem}_{n}"
+    return candidate

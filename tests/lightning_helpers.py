@@ -19,8 +19,8 @@ def make_data(n: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 
 
-class Classifier(LightningModule):
-    """Returns {"logits", "target"} from validation_step (or what `output` says)."""
+class ClassifierSteps:
+    """Returns {"logits", "target"} from validation_step (or what `output` says); mixed into a LightningModule."""
 
     def __init__(self, output: str = "dict", val_sets=None, shard_val: bool = False, num_classes: int = K):
         super().__init__()
@@ -41,11 +41,21 @@ class Classifier(LightningModule):
         logits = self.net(x)
         if self.output == "tensor":
             return logits
+        if self.output == "loss":
+            return torch.nn.functional.cross_entropy(logits, y)
         if self.output == "none":
             return None
+        if self.output == "list":
+            return [logits, y]
         if self.output == "no-target":
             return {"logits": logits}
         return {"logits": logits, "target": y}
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        return self.validation_step(batch, batch_idx, dataloader_idx)
+
+    def predict_step(self, batch, batch_idx, dataloader_idx=0):
+        return self.net(batch[0])
 
     def teardown(self, stage):
         # The last thing a ddp_spawn worker runs. Left alive until interpreter exit, a gloo process group aborts the
@@ -73,6 +83,10 @@ class Classifier(LightningModule):
                 data = torch.utils.data.Subset(data, self.shard_val[rank]) if self.shard_val is not True else data
             loaders.append(DataLoader(data, batch_size=64))
         return loaders if len(loaders) > 1 else loaders[0]
+
+
+class Classifier(ClassifierSteps, LightningModule):
+    """The tiny classifier as a `lightning.pytorch` module (`ClassifierSteps` mixes into other packages' too)."""
 
 
 def trainer_kwargs(tmp_path, **overrides):

@@ -1,21 +1,25 @@
 """L2HMonitor in a real Trainer on CPU, events read back with TensorBoard's EventAccumulator."""
 
 import json
+import logging
 
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from l2h_lightning import Hierarchy, L2HMonitor, l2h
 from l2h_lightning.metrics.functional import dendrogram_purity, lca_height_distance, leaf_purity, level_scores, tree_distance
-from lightning_helpers import SUPER, Classifier, make_data, trainer_kwargs
+from torch.utils.data import DataLoader
+
+from lightning_helpers import K, SUPER, Classifier, make_data, trainer_kwargs
 
 TRUTH = Hierarchy.from_levels([SUPER])
 NAMES = ["cat", "dog", "fox", "car", "bus", "van"]
+GROUPS = ["animals", "vehicles"]
 
 
 def events(log_dir):
@@ -31,7 +35,7 @@ def val_logits(model):
 
 
 def test_fit_logs_scalars_images_text_and_json_every_epoch(tmp_path):
-    monitor = L2HMonitor(class_names=NAMES, target_hierarchy=TRUTH)
+    monitor = L2HMonitor(class_names=NAMES, target_hierarchy=TRUTH, group_names=GROUPS)
     logger = TensorBoardLogger(tmp_path, name="run")
     model = Classifier()
     Trainer(callbacks=[monitor], logger=logger, **trainer_kwargs(tmp_path)).fit(model)
@@ -40,27 +44,108 @@ def test_fit_logs_scalars_images_text_and_json_every_epoch(tmp_path):
     assert len(acc.Images("l2h/dendrogram")) == 3  # one per epoch, none from the sanity check
     assert len(acc.Tensors("l2h/tree/text_summary")) == 3
     text = acc.Tensors("l2h/tree/text_summary")[-1].tensor_proto.string_val[0].decode()
-    assert "cat" in text and "Newick" in text
+    assert "cat" in text and "Newick" in text and "dp 0." in text
     scalars = set(acc.Tags()["scalars"])
     expected = {"l2h/dp", "l2h/lhd", "l2h/leaf_purity", "l2h/drift", "l2h/empty_clusters", "l2h/seconds"}
     expected |= {f"l2h/level1/{m}" for m in ("nmi", "ari", "acc")}
     assert expected <= scalars
     assert len(acc.Scalars("l2h/dp")) == 3 and len(acc.Scalars("l2h/drift")) == 2
+    # image, text and scalars of one validation run share one step
+    steps = [[e.step for e in acc.Scalars("l2h/dp")], [e.step for e in acc.Images("l2h/dendrogram")],
+             [e.step for e in acc.Tensors("l2h/tree/text_summary")]]
+    assert steps[0] == steps[1] == steps[2] and len(set(steps[0])) == 3
 
     # the last epoch's numbers are the functional metrics on the model's validation logits
     logits, y = val_logits(model)
     tree = l2h(logits)
     assert monitor.hierarchy == tree
-    saved = json.loads((tmp_path / "run" / "version_0" / "l2h" / "epoch_0002.json").read_text())
+    folder = tmp_path / "run" / "version_0" / "l2h"
+    assert sorted(p.name for p in folder.glob("*.json")) == [f"epoch_000{e}_step_0000{8 * (e + 1):02d}.json" for e in range(3)]
+    saved = json.loads((folder / "epoch_0002_step_000024.json").read_text())
     assert Hierarchy.from_dict(saved["tree"]) == tree
+    assert saved["group_names"] == GROUPS and saved["global_step"] == 24 and saved["epoch"] == 2
     assert saved["dp"] == pytest.approx(float(dendrogram_purity(tree, logits, y)))
     assert saved["lhd"] == pytest.approx(float(lca_height_distance(tree, logits, y, TRUTH)))
     assert saved["leaf_purity"] == pytest.approx(float(leaf_purity(logits, y)))
     assert saved["level1/acc"] == pytest.approx(float(level_scores(tree, logits, y, TRUTH)["level1/acc"]))
     assert acc.Scalars("l2h/dp")[-1].value == pytest.approx(saved["dp"])
     assert saved["drift"] == pytest.approx(monitor.history[-1]["drift"])
-    assert (tmp_path / "run" / "version_0" / "l2h" / "epoch_0002.png").exists()
+    assert monitor.last_files["png"] == folder / "epoch_0002_step_000024.png"
+    assert monitor.last_files["png"].exists()
     assert [h["epoch"] for h in monitor.history] == [0, 1, 2]
+
+
+def test_mid_epoch_validation_keeps_every_run(tmp_path):
+    monitor = L2HMonitor()
+    trainer = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path, max_epochs=2, val_check_interval=0.5))
+    trainer.fit(Classifier())
+    assert [(h["epoch"], h["global_step"]) for h in monitor.history] == [(0, 4), (0, 8), (1, 12), (1, 16)]
+    files = sorted(p.name for p in (tmp_path / "lightning_logs" / "version_0" / "l2h").glob("*.json"))
+    assert files == ["epoch_0000_step_000004.json", "epoch_0000_step_000008.json",
+                     "epoch_0001_step_000012.json", "epoch_0001_step_000016.json"]
+    acc = events(trainer.logger.log_dir)
+    assert [e.step for e in acc.Images("l2h/dendrogram")] == [e.step for e in acc.Scalars("l2h/dp")]
+    assert len(acc.Images("l2h/dendrogram")) == 4
+
+
+def test_validate_and_test_from_a_checkpoint_name_its_epoch(tmp_path, caplog):
+    ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
+    Trainer(callbacks=[L2HMonitor(), ckpt], logger=False, **trainer_kwargs(tmp_path, enable_checkpointing=True)).fit(Classifier())
+    monitor = L2HMonitor(target_hierarchy=TRUTH)
+    trainer = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path / "eval"), **trainer_kwargs(tmp_path))
+    model = Classifier()
+    results = trainer.validate(model, ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    assert monitor.history[-1]["epoch"] == 2 and monitor.history[-1]["global_step"] == 24
+    logits, y = val_logits(model)  # the checkpoint's weights
+    assert results[0]["l2h/dp"] == pytest.approx(float(dendrogram_purity(l2h(logits), logits, y)))
+    folder = tmp_path / "eval" / "lightning_logs" / "version_0" / "l2h"
+    assert (folder / "validate_epoch_0002_step_000024.json").exists()
+
+    tested = trainer.test(model, dataloaders=DataLoader(make_data(200, 5), batch_size=64), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
+    x, y = make_data(200, 5).tensors
+    with torch.no_grad():
+        logits = model.net(x)
+    assert tested[0]["l2h/test/dp"] == pytest.approx(float(dendrogram_purity(l2h(logits), logits, y)))
+    assert monitor.test_hierarchies[0] == l2h(logits)
+    assert monitor.hierarchy == l2h(val_logits(model)[0])  # the validation tree (and its drift chain) stays
+    assert (tmp_path / "eval" / "lightning_logs" / "version_0" / "l2h" / "test" / "test_epoch_0002_step_000024.json").exists()
+
+    with caplog.at_level(logging.INFO):
+        trainer.predict(model, dataloaders=DataLoader(make_data(20, 5), batch_size=10))
+        trainer.predict(model, dataloaders=DataLoader(make_data(20, 5), batch_size=10))
+    assert caplog.text.count("trainer.predict is not watched") == 1
+
+
+def test_sanity_check_catches_a_loss_only_validation_step(tmp_path):
+    trainer = Trainer(callbacks=[L2HMonitor()], logger=False, **trainer_kwargs(tmp_path))
+    with pytest.raises(ValueError, match=r"got shape \(\) .*a loss\?"):
+        trainer.fit(Classifier(output="loss"))
+    assert trainer.global_step == 0  # refused at the sanity check, before any training
+
+
+def test_missing_target_says_what_is_not_computed_at_the_sanity_check(tmp_path, caplog):
+    trainer = Trainer(callbacks=[L2HMonitor()], logger=False, **trainer_kwargs(tmp_path, max_epochs=1, limit_train_batches=0))
+    with caplog.at_level(logging.INFO):
+        trainer.fit(Classifier(output="no-target"))
+    lines = [r.getMessage() for r in caplog.records if "L2HMonitor" in r.getMessage()]
+    assert len(lines) == 1 and "no 'target' in the validation outputs" in lines[0]
+    assert "dp, lhd, leaf_purity and the level scores need the targets" in lines[0]
+    assert trainer.global_step == 0  # said at the sanity check (no training batch ran)
+
+
+def test_kept_logits_are_compact_copies(tmp_path):
+    """A slice of a big tensor must not keep the big tensor's storage alive until the epoch ends."""
+    big = torch.randn(5000, K)
+    monitor = L2HMonitor(extract=lambda o, b: (big[: len(b[1])], b[1].repeat(3)[: len(b[1])]))
+    held = []
+
+    class Probe(Callback):
+        def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+            held.append(sum(t.untyped_storage().nbytes() for pair in monitor._batches[0] for t in pair))
+
+    Trainer(callbacks=[monitor, Probe()], logger=False, **trainer_kwargs(tmp_path, max_epochs=1, num_sanity_val_steps=0)).fit(Classifier())
+    sizes = [len(b[1]) for b in DataLoader(make_data(300, 1), batch_size=64)]
+    assert held == [sum(sizes[: i + 1]) * (K * 4 + 8) for i in range(len(sizes))]
 
 
 def test_validate_only_on_a_trained_model(tmp_path):
@@ -73,29 +158,24 @@ def test_validate_only_on_a_trained_model(tmp_path):
     assert "l2h/drift" not in results[0]
 
 
-def test_no_logger_and_other_loggers(tmp_path, caplog):
+def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
     monitor = L2HMonitor()
     trainer = Trainer(callbacks=[monitor], logger=False, **trainer_kwargs(tmp_path, max_epochs=1))
-    trainer.fit(Classifier())
+    with caplog.at_level(logging.INFO):
+        trainer.fit(Classifier())
     assert "l2h/dp" in trainer.callback_metrics
-    assert (tmp_path / "l2h" / "epoch_0000.json").exists()
-
-    csv = CSVLogger(tmp_path / "csv")
-    monitor = L2HMonitor()
-    with caplog.at_level("INFO"):
-        Trainer(callbacks=[monitor], logger=csv, **trainer_kwargs(tmp_path, max_epochs=1)).fit(Classifier())
-    assert "no TensorBoardLogger" in caplog.text
-    assert "l2h/dp" in (tmp_path / "csv" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert sorted(p.name for p in (tmp_path / "l2h").iterdir()) == [
+        f"epoch_0000_step_000008.{ext}" for ext in ("html", "json", "md", "png")
+    ]
+    assert caplog.text.count("no TensorBoard, W&B, MLflow or CSV logger") == 1
 
 
-def test_tensor_outputs_and_missing_target(tmp_path):
+def test_tensor_outputs_log_the_tree_without_scores(tmp_path):
     monitor = L2HMonitor()
     trainer = Trainer(callbacks=[monitor], logger=False, **trainer_kwargs(tmp_path, max_epochs=2))
     trainer.fit(Classifier(output="tensor"))
     assert {"l2h/drift", "l2h/empty_clusters", "l2h/seconds"} <= set(trainer.callback_metrics)
     assert "l2h/dp" not in trainer.callback_metrics
-    with pytest.warns(UserWarning, match="no 'target' in the validation outputs"):
-        Trainer(callbacks=[L2HMonitor()], logger=False, **trainer_kwargs(tmp_path, max_epochs=1)).fit(Classifier(output="no-target"))
 
 
 def test_extract_and_several_dataloaders(tmp_path):
@@ -139,27 +219,6 @@ def test_no_pyplot_figures_stay_open(tmp_path):
     assert plt.get_fignums() == before == []
 
 
-@pytest.mark.parametrize(
-    ("output", "extract", "message"),
-    [
-        ("dict", lambda o, b: (o["logits"][:, :, None], None), "floating-point \\(N, K\\) tensor"),
-        ("dict", lambda o, b: (o["logits"], b[1][:3]), "target must be class ids \\(N,\\)"),
-        ("none", None, "validation_step returned NoneType"),
-        ("dict", lambda o, b: (o["logits"], b[1] if len(b[1]) == 64 else None), "some validation batches came with a target"),
-    ],
-)
-def test_bad_outputs_name_the_problem(tmp_path, output, extract, message):
-    trainer = Trainer(callbacks=[L2HMonitor(extract=extract)], logger=False, **trainer_kwargs(tmp_path, max_epochs=1, num_sanity_val_steps=0))
-    with pytest.raises(ValueError, match=message):
-        trainer.fit(Classifier(output=output))
-
-
-def test_missing_key_lists_the_keys(tmp_path):
-    trainer = Trainer(callbacks=[L2HMonitor(logits_key="scores")], logger=False, **trainer_kwargs(tmp_path, num_sanity_val_steps=0))
-    with pytest.raises(ValueError, match=r"without 'scores' \(keys: \['logits', 'target'\]\)"):
-        trainer.fit(Classifier())
-
-
 def test_k_changing_between_epochs(tmp_path):
     def extract(outputs, batch):
         logits = outputs["logits"]
@@ -168,20 +227,6 @@ def test_k_changing_between_epochs(tmp_path):
     trainer = Trainer(callbacks=[L2HMonitor(extract=extract)], logger=False, **trainer_kwargs(tmp_path, num_sanity_val_steps=0))
     with pytest.raises(ValueError, match="K changed between epochs: 6 before, 5 now"):
         trainer.fit(Classifier())
-
-
-def test_arguments_are_validated():
-    for kwargs, message in [
-        ({"every_n_epochs": 0}, "every_n_epochs"),
-        ({"aggregation": "mean"}, "aggregation"),
-        ({"max_samples": -1}, "max_samples"),
-        ({"store_dtype": torch.long}, "store_dtype"),
-        ({"extract": "logits"}, "extract"),
-        ({"class_names": ["a"], "target_hierarchy": TRUTH}, "class_names has 1 names"),
-        ({"target_hierarchy": [0, 1]}, "target_hierarchy must be a Hierarchy"),
-    ]:
-        with pytest.raises(ValueError, match=message):
-            L2HMonitor(**kwargs)
 
 
 def test_max_samples_and_store_dtype(tmp_path):

@@ -14,18 +14,18 @@ from lightning_helpers import SUPER, Classifier, DumpMetrics, trainer_kwargs
 TRUTH = Hierarchy.from_levels([SUPER])
 
 
-def run(tmp_path, mode, shards, devices):
+def run(tmp_path, mode, shards, devices, **overrides):
     out = tmp_path / f"{mode}-{devices}"
     out.mkdir()
-    kwargs = trainer_kwargs(out, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False)
+    kwargs = trainer_kwargs(out, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False, **overrides)
     if devices == 2:  # a hang would fail after 60 s instead of blocking the suite
         kwargs.update(devices=2, strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)))
     trainer = Trainer(callbacks=[L2HMonitor(target_hierarchy=TRUTH), DumpMetrics(out)], logger=TensorBoardLogger(out), **kwargs)
     model = Classifier(shard_val=shards)
     trainer.fit(model) if mode == "fit" else trainer.validate(model)
-    saved = json.loads((out / "lightning_logs" / "version_0" / "l2h" / "epoch_0000.json").read_text())
+    files = sorted((out / "lightning_logs" / "version_0" / "l2h").glob("*.json"))
     logged = [json.loads((out / f"rank{r}.json").read_text()) for r in range(devices)]
-    return saved, logged
+    return json.loads(files[-1].read_text()), logged, [f.name for f in files]
 
 
 @pytest.mark.parametrize(
@@ -33,14 +33,18 @@ def run(tmp_path, mode, shards, devices):
     [
         ("validate", [list(range(0, 200)), list(range(200, 300))]),  # uneven
         ("validate", [list(range(300)), []]),  # rank 1 has no batch at all
-        ("fit", [list(range(0, 300, 3)), []]),  # ... while training (it joins in on_train_epoch_end)
+        # ... while training, validating twice per epoch: rank 1 joins each gather from its next training hook
+        ("fit", [list(range(0, 300, 3)), []]),
     ],
-    ids=["validate-uneven", "validate-empty-rank", "fit-empty-rank"],
+    ids=["validate-uneven", "validate-empty-rank", "fit-mid-epoch-empty-rank"],
 )
 def test_two_processes_match_one(tmp_path, mode, shards):
-    two, logged = run(tmp_path, mode, shards, devices=2)
+    overrides = {"val_check_interval": 0.5} if mode == "fit" else {}
+    two, logged, files = run(tmp_path, mode, shards, devices=2, **overrides)
     everything = sorted(shards[0] + shards[1])
-    one, _ = run(tmp_path, mode, [everything], devices=1) if mode == "validate" else (None, None)
+    one = run(tmp_path, mode, [everything], devices=1)[0] if mode == "validate" else None
+    if mode == "fit":  # 4 training batches per process: validation after the 2nd and the 4th
+        assert files == ["epoch_0000_step_000002.json", "epoch_0000_step_000004.json"]
     if mode == "fit" or shards[1]:
         assert logged[0] == logged[1]  # every process logs the same values
     else:  # trainer.validate skips a process without batches: Lightning lets it log nothing
