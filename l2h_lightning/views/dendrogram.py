@@ -27,7 +27,7 @@ CARD_ROW_IN = 0.155
 CARD_FONT_PT = 9.0
 CARD_TITLE_PT = 9.5
 MAX_HEIGHT_IN = 200.0  # full-tree figures stop growing here: 20,000 px at 100 dpi, and PDF's page limit
-MIN_LABEL_PX = 2.5  # in a raster image, leaf names smaller than this are specks, not text: they are left out
+MIN_LABEL_PX = 6.0  # in a raster image, leaf names smaller than this are unreadable: they are left out
 _INK = 0.25  # grey level of the tree's lines
 _FAINT = 0.8  # grey level of a clade with support 0
 _MARK = "#d62728"  # highlighted (surprising) merges
@@ -580,8 +580,12 @@ def save_dendrogram(
         unknown = set(kwargs) - {"group_names", "title", "support", "highlight"}
         if unknown:
             raise ValueError(f"save_dendrogram: unknown keyword(s) for .html: {sorted(unknown)}")
+        marks = kwargs.get("highlight")
+        if marks is not None:  # plain node ids carry no score: marked with surprise 1 and their rank in the list
+            marks = [m if isinstance(m, Mapping) else {"node": int(m), "surprise": 1.0, "rank": r}
+                     for r, m in enumerate(marks, start=1)]
         return Path(save_html(hierarchy, path, names=names, groups=groups, group_names=kwargs.get("group_names"),
-                              support=kwargs.get("support"), surprises=kwargs.get("highlight")))
+                              support=kwargs.get("support"), surprises=marks, title=kwargs.get("title")))
     unknown = set(kwargs) - {"ax", "group_names", "title", "support", "highlight"}
     if unknown:
         raise ValueError(f"save_dendrogram: unknown keyword(s) {sorted(unknown)}")
