@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from l2h_lightning import Hierarchy, l2h, save_dendrogram
-from l2h_lightning.metrics.functional import dendrogram_purity, lca_height_distance, level_scores
+from l2h_lightning.metrics.functional import contingency_table, dendrogram_purity, lca_height_distance, level_scores
 
 # fastText's Wikipedia codes whose ISO reading names another language, or a collective code Glottolog lacks
 FAMILY_CODE = {"als": "gsw", "bh": "bho", "eml": "egl", "nn": "nor", "qu": "quy", "nah": "nhn"}
@@ -339,8 +339,10 @@ def _name(code: str) -> str:
 
     try:
         return langcodes.Language.get(code).display_name()
-    except ImportError:  # language names need the optional language_data package
-        return code
+    except ImportError:  # langcodes needs the optional language_data package for names; Django knows its own
+        from django.conf.locale import LANG_INFO
+
+        return LANG_INFO.get(code, {}).get("name", code)
 
 
 def languages(labels: list[str]) -> Languages:
@@ -508,10 +510,19 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  [{SCRIPT_NAMES.get(m['script'], m['script'])}] {', '.join(m['sides'][0])} ({'/'.join(m['families'][0])})"
               f"  +  {', '.join(m['sides'][1])} ({'/'.join(m['families'][1])})")
 
+    from l2h_lightning.explain import surprising_merges
+
+    K = len(model.labels)
+    surprises = surprising_merges(tree, truth, counts=contingency_table(logits, target, K, K), names=langs.names,
+                                  group_names=sorted(set(langs.family)), top=8)
+    print("most surprising merges against the families (the sentences' true languages on each side):")
+    for r in surprises:
+        print(f"  node {r['node']}: {r['label']}  (surprise {r['surprise']:.3f})")
+
     args.out.mkdir(parents=True, exist_ok=True)
     fam_sizes = {f: langs.family.count(f) for f in set(langs.family)}
-    shown = sorted((f for f in fam_sizes if fam_sizes[f] > 1), key=lambda f: -fam_sizes[f])
-    group_names = shown + ["other families (one label each)"]
+    shown = sorted((f for f in fam_sizes if fam_sizes[f] >= 3), key=lambda f: -fam_sizes[f])  # ten colours at most
+    group_names = shown + ["other families (1-2 labels each)"]
     groups = [shown.index(f) if f in shown else len(shown) for f in langs.family]
     names = [f"{n} ({c})" for n, c in zip(langs.names, langs.codes)]
     title = (f"fastText lid.176 on {len(texts)} Django sentences: DP {scores['dp_families']:.3f} (families), "
@@ -519,15 +530,18 @@ def main(argv: list[str] | None = None) -> dict:
     png = save_dendrogram(
         tree, args.out / "dendrogram.png", names=names, groups=groups, group_names=group_names, title=title + ", by family"
     )
-    scripts = sorted(set(langs.script), key=lambda x: -langs.script.count(x))
-    save_dendrogram(tree, args.out / "dendrogram_script.png", names=names, groups=[scripts.index(x) for x in langs.script],
-                    group_names=[SCRIPT_NAMES.get(x, x) for x in scripts], title=title + ", by script")
+    scripts = [x for x in sorted(set(langs.script), key=lambda x: -langs.script.count(x)) if langs.script.count(x) >= 4]
+    save_dendrogram(tree, args.out / "dendrogram_script.png", names=names,
+                    groups=[scripts.index(x) if x in scripts else len(scripts) for x in langs.script],
+                    group_names=[SCRIPT_NAMES.get(x, x) for x in scripts] + ["other scripts"], title=title + ", by script")
     (args.out / "tree.json").write_text(json.dumps(tree.to_dict()))
     summary = {"sentences": len(texts), "locales": len(set(locales)), "skipped_locales": skipped,
                "labels": len(model.labels), "families": n_fam, "unclassified": unclassified,
                "accuracy": float((pred == target).float().mean()), "scores": scores,
                "random_tree_scores": {k: float(np.mean([b[k] for b in baseline])) for k in scores},
-               **by_script, "script_merges": merges, "seconds": time.perf_counter() - start}
+               **by_script, "script_merges": merges,
+               "surprising_merges": [{k: r[k] for k in ("node", "label", "surprise", "leaves")} for r in surprises],
+               "seconds": time.perf_counter() - start}
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
     if args.save_logits is not None:
         args.save_logits.parent.mkdir(parents=True, exist_ok=True)
