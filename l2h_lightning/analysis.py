@@ -247,7 +247,7 @@ def analyze(
 
     Returns ``{"num_points", "num_classes", "seconds", "aggregation", "hierarchy", "metrics", "files",
     "failures"}``. With `out_dir`, writes ``tree.json`` (`Hierarchy.to_dict()` and the names), ``tree.nwk``,
-    with targets ``metrics.json``, then ``dendrogram.png`` (the top 150 subtrees when K is larger, plus
+    with targets ``metrics.json``, ``tree.html`` (the explorable tree: fold, search, hover), then ``dendrogram.png`` (the top 150 subtrees when K is larger, plus
     ``dendrogram_full.svg`` with every leaf). Each file is written on its own (through a temporary name, so no
     half-written file is left): one that fails is listed in ``failures`` (file name -> reason) and the others
     are still written.
@@ -351,33 +351,50 @@ def _write(
     group_names: Sequence[str] | None,
 ) -> tuple[list[Path], dict[str, str]]:
     from .views.dendrogram import MAX_LEAVES, save_dendrogram
+    from .views.html import save_html
 
     out.mkdir(parents=True, exist_ok=True)
     tree: Hierarchy = result["hierarchy"]
     groups = _groups(tree, truth, group_names)
-    picture = {"group_names": group_names} if group_names is not None else {}
-
-    def text(content: str) -> Callable[[Path], Any]:
-        return lambda p: p.write_text(content, encoding="utf-8")
-
-    outputs: list[tuple[str, Callable[[], Callable[[Path], Any]]]] = [
-        ("tree.json", lambda: text(json.dumps({**tree.to_dict(), "names": list(names) if names is not None else None}))),
-        ("tree.nwk", lambda: text(tree.to_newick(names) + "\n")),
+    legend = {"group_names": group_names} if group_names is not None else {}
+    names_list = list(names) if names is not None else None
+    # the small files people and programs read first, then the pictures (slowest, and the likeliest to fail)
+    outputs: list[tuple[str, Callable[[Path], Any]]] = [
+        ("tree.json", lambda p: _text(p, json.dumps({**tree.to_dict(), "names": names_list}))),
+        ("tree.nwk", lambda p: _text(p, tree.to_newick(names) + "\n")),
     ]
     if result["metrics"] is not None:
         head = {k: result[k] for k in ("num_points", "num_classes", "seconds", "aggregation")}
         metrics = {k: v if math.isfinite(v) else None for k, v in result["metrics"].items()}  # JSON has no NaN
-        outputs.append(("metrics.json", lambda: text(json.dumps({**head, **metrics}, indent=1))))
-    outputs.append(("dendrogram.png", lambda: lambda p: save_dendrogram(tree, p, names, groups, max_leaves=MAX_LEAVES, **picture)))
+        outputs.append(("metrics.json", lambda p: _text(p, json.dumps({**head, **metrics}, indent=1))))
+    outputs.append(("tree.html", lambda p: save_html(tree, p, **_page(result, names, groups, group_names))))
+    outputs.append(("dendrogram.png", lambda p: save_dendrogram(tree, p, names, groups, max_leaves=MAX_LEAVES, **legend)))
     if tree.num_leaves > MAX_LEAVES:
-        outputs.append(("dendrogram_full.svg", lambda: lambda p: save_dendrogram(tree, p, names, groups, **picture)))
+        outputs.append(("dendrogram_full.svg", lambda p: save_dendrogram(tree, p, names, groups, **legend)))
     files, failures = [], {}
-    for name, make in outputs:
+    for name, write in outputs:
         try:
-            files.append(_atomic(out / name, make()))
+            files.append(_atomic(out / name, write))
         except Exception as err:  # each output on its own: one failure must not cost the others
             failures[name] = _one_line(err)
     return files, failures
+
+
+def _text(path: Path, content: str) -> None:
+    path.write_text(content, encoding="utf-8")
+
+
+def _page(result: dict, names: Any, groups: Any, group_names: Any) -> dict[str, Any]:
+    """`save_html`'s arguments: the names, the groups and a heading with the scores."""
+    shown = {"dp": "DP", "lhd": "LHD", "leaf_purity": "leaf purity"}
+    metrics = {label: result["metrics"][k] for k, label in shown.items() if k in (result["metrics"] or {})}
+    return {
+        "names": names,
+        "groups": groups,
+        "group_names": group_names if groups is not None else None,
+        "title": f"L2H tree of {result['num_points']} points over {result['num_classes']} classes ({result['aggregation']})",
+        "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+    }
 
 
 def _groups(tree: Hierarchy, truth: Hierarchy | None, group_names: Sequence[str] | None) -> list[int] | None:

@@ -60,6 +60,7 @@ def test_every_format_end_to_end(data, fmt, capsys):
     expected = hierarchy_scores(tree, logits, target, truth)
     assert metrics["dp"] == pytest.approx(float(expected["dp"]))
     assert metrics["level2/ari"] == pytest.approx(float(expected["level2/ari"]))
+    assert "class 0" in (out / "tree.html").read_text()
     image = matplotlib.image.imread(out / "dendrogram.png")
     assert image.shape[:2] == (500, 600)  # 6 x 5 inches at 100 dpi for 12 leaves
 
@@ -113,7 +114,7 @@ def test_one_class_wins_every_row_a_chain_through_the_real_engine(tmp_path):
     saved = Hierarchy.from_dict(json.loads((tmp_path / "o" / "tree.json").read_text()))
     assert saved == l2h(logits) == _chain(K)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "dendrogram.png", "dendrogram_full.svg", "metrics.json", "tree.json", "tree.nwk"]
+        "dendrogram.png", "dendrogram_full.svg", "metrics.json", "tree.html", "tree.json", "tree.nwk"]
 
 
 def test_chain_of_10000_classes_every_output(tmp_path, monkeypatch, capsys):
@@ -134,6 +135,7 @@ def test_chain_of_10000_classes_every_output(tmp_path, monkeypatch, capsys):
     assert metrics["dp"] is None and metrics["leaf_purity"] == 1.0  # one class only: DP undefined, written as null
     assert matplotlib.image.imread(out / "dendrogram.png").shape[0] > 1000
     assert (out / "dendrogram_full.svg").read_text().count("c9999") >= 1
+    assert "c9999" in (out / "tree.html").read_text()
 
 
 def _mapped_from(tensor, path):
@@ -192,3 +194,28 @@ def test_shards_are_contiguous_row_blocks(tmp_path, fmt):
     assert [len(p) for p in parts] == [4, 4, 3]
     torch.testing.assert_close(torch.cat(parts).double(), logits, rtol=0, atol=1e-12 if fmt != "csv" else 1e-15)
     assert len(load_logits(path, shard=(11, 12))) == 0
+
+
+def test_group_names_in_the_legend_and_the_html(data, monkeypatch):
+    from l2h_lightning.views import dendrogram
+
+    path, logits, _ = data
+    seen = []
+
+    def recording(*args, **kwargs):
+        seen.append(kwargs.get("group_names"))
+        return real(*args, **kwargs)
+
+    real = dendrogram.save_dendrogram
+    monkeypatch.setattr(dendrogram, "save_dendrogram", recording)
+    (path / "groups.json").write_text(json.dumps(["animals", "vehicles"]))
+    out = path / "o"
+    code = main(["analyze", save(path, logits, "npy"), "--target", str(path / "target.npy"), "--names",
+                 str(path / "names.txt"), "--levels", str(path / "levels.json"), "--group-names",
+                 str(path / "groups.json"), "--out", str(out)])
+    assert code == 0
+    assert seen == [["animals", "vehicles"]]
+    page = (out / "tree.html").read_text()
+    assert "animals" in page and "vehicles" in page and "class 11" in page
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert f'["DP","{metrics["dp"]:.4g}"]' in page  # the heading shows the scores
