@@ -1,6 +1,6 @@
 """L2H ("From Logits to Hierarchies", ICML 2025): a binary tree over K clusters from (N, K) logits alone.
 
-Exactly SPEC §1. Start with one group per cluster, then K-1 times:
+Start with one group per cluster, then K-1 times:
 
 1. **select** the group with the lowest score among the groups that hold points (ties: earliest group);
 2. **reassign** its points with a softmax over the clusters outside it (a masked softmax);
@@ -9,48 +9,70 @@ Exactly SPEC §1. Start with one group per cluster, then K-1 times:
 
 Groups live in creation order, so "earliest" is "lowest node id" (scipy numbering: merge i makes node K+i).
 
+Exact where softmax saturates: confidences are carried as doubts 1 - g and 1 - q, so a score is "n - D" with D
+kept apart from n, and two groups whose scores round to the same float are still ordered by their doubts.
+Every decision is a comparison of sums over points (weighted when `weights` is given), so rows spread over
+processes only add an all-reduce of those sums; the loop is the same.
+
 Why it is fast (pure torch, on the logits' device):
 
-- Confidences never change, so group scores are sums of per-cluster numbers: they are kept on the host and a
-  heap picks the lowest score. Only per-cluster totals cross to the host, once.
-- ``E = exp(logits - row max)`` is computed once. A reassignment is then a masked max and a masked sum over the
-  selected group's rows of E, processed in cache-sized chunks through one reused buffer. A point is touched
-  only when its own group is selected (about 4 times per point at K=1,000), and its previous masked argmax is
-  reused while it stays outside the group.
-- The partner needs only the group each point lands in (``node_of[r]``) and its probability: one scatter-add.
-- One host sync per step: the partner's id.
-- Rows whose logits span more than E can hold without underflow are reassigned in the log domain instead.
+- Scores are sums of per-cluster numbers, kept on the host in a heap; only per-cluster totals cross, once.
+- One pass stores ``v = exp(l - m2)`` (m2: the row's second-largest logit; the row's own argmax is always masked)
+  in a new tensor or in place of the logits. A reassignment is then a masked max and a masked sum over the
+  selected group's rows of v, in cache-sized chunks through one reused buffer. Entries too small for exp are
+  kept as their log value (negative), so the rare rows whose masked sum underflows are redone in the log domain.
+- A point is touched only when its own group is selected; while its last masked argmax stays outside the group
+  it is still the answer, and when a group only absorbed a few columns (above all a never-predicted class) its
+  points' sums are updated by those columns alone.
+- One host sync per step: the partner's id and a few evidence numbers. The many small per-step operations run
+  on one CPU thread: with other processes on the cores, multi-threaded small ops stall on each other.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from contextlib import contextmanager
 
 import torch
 
 from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
+EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
 
-def l2h(logits: torch.Tensor, aggregation: str = "cluster_mean") -> Hierarchy:
+def l2h(
+    logits: torch.Tensor,
+    aggregation: str = "cluster_mean",
+    *,
+    weights: torch.Tensor | None = None,
+    inplace: bool = False,
+    process_group: object | None = None,
+) -> Hierarchy:
     """Build the L2H hierarchy over the K columns of `logits` (N, K).
 
     Args:
-        logits: (N, K) floating-point tensor (or array); float16/bfloat16 are upcast to float32. It stays on
-            its device (CPU or CUDA); only per-cluster totals and one index per step come to the host.
+        logits: (N, K) floating-point tensor (or array) on any device. float16/bfloat16 are read in float32 a
+            chunk at a time (never a full float32 copy); float32 and float64 are computed in their own precision.
         aggregation: the group score used to select whom to merge next: ``"cluster_mean"`` (the paper's
             default: sum over the group's clusters of their mean confidence), ``"sum"`` (sum of the group's
             confidences), ``"group_mean"`` (mean confidence of the group's points), or ``"all_pairs"`` (merge
             the pair with the highest partner score over all pairs; slower, no gain in the paper).
+        weights: optional (N,) non-negative point weights: counts become sums of weights, means weighted means.
+            Integer weights equal repeating rows; weight 0 removes a point.
+        inplace: let the engine overwrite `logits` with what it needs (float32/float64 only), so that its
+            memory beyond the logits stays small. Do not use the logits afterwards.
+        process_group: a ``torch.distributed`` group: every process passes its own rows (possibly none) and
+            every process returns the same tree, the tree of all rows together. Per merge: one all-reduce of
+            2 x (2K - 1) numbers.
 
     Returns:
-        A binary `Hierarchy`; ``merges[i]`` = (selected group's node, partner's node) of step i, heights 1..K-1.
+        A binary `Hierarchy`; ``merges[i]`` = (selected group's node, partner's node) of step i, heights 1..K-1,
+        and ``evidence``: per merge the selected group's score, the partner's value, the runner-up partner and
+        its value, the (weighted) number of points reassigned and the probability mass they moved to the partner.
 
-    A cluster that is never anyone's argmax is never selected, but can be a partner (SPEC §1).
-    Cost: one pass over the logits, then about one masked max + sum over each point's row per time its
-    group is selected; memory: one extra (N, K) float matrix.
+    A cluster that is never anyone's argmax is never selected, but can be a partner.
 
     Example:
         >>> import torch
@@ -61,193 +83,417 @@ def l2h(logits: torch.Tensor, aggregation: str = "cluster_mean") -> Hierarchy:
     """
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
-    reassign = _Reassign(_checked(logits))
-    if reassign.num_clusters == 1:
+    sums = _Sums(process_group)
+    logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed))
+    K = logits.shape[1]
+    if K == 1:
         return Hierarchy(1, [])
-    run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
-    return Hierarchy.from_merges(run(reassign, aggregation), reassign.num_clusters)
+    points = _Points(logits, weights, inplace)
+    with _one_thread_for_small_ops(logits):
+        run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
+        merges, evidence = run(points, aggregation, sums)
+    return Hierarchy.from_merges(merges, K, evidence=evidence)
 
 
-def _checked(logits: torch.Tensor) -> torch.Tensor:
-    logits = torch.as_tensor(logits)
+def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
+    """The validated inputs, or (None, None, why not): under a process group every process must hear the error."""
+    logits = torch.as_tensor(logits).detach()
     if logits.ndim != 2:
-        raise ValueError(f"logits must be 2-D (N points, K clusters), got shape {tuple(logits.shape)}")
+        return None, None, f"logits must be 2-D (N points, K clusters), got shape {tuple(logits.shape)}"
     if not logits.is_floating_point():
-        raise ValueError(f"logits must be a floating-point tensor, got dtype {logits.dtype}")
-    if logits.shape[0] == 0:
-        raise ValueError("logits has no rows (N = 0): there are no points to build a hierarchy from")
+        return None, None, f"logits must be a floating-point tensor, got dtype {logits.dtype}"
     if logits.shape[1] == 0:
-        raise ValueError("logits has no columns (K = 0): there are no clusters")
-    return logits.detach()
+        return None, None, "logits has no columns (K = 0): there are no clusters"
+    if logits.shape[0] == 0 and not distributed:
+        return None, None, "logits has no rows (N = 0): there are no points to build a hierarchy from"
+    if not isinstance(inplace, bool):
+        return None, None, f"inplace must be True or False, got {inplace!r}"
+    bad = 0
+    for chunk in logits.split(max(1, (1 << 22) // logits.shape[1])):  # min and max are finite iff every entry is
+        low, high = torch.aminmax(chunk, dim=1)
+        bad += int((~(low.isfinite() & high.isfinite())).sum())
+    if bad:
+        return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
+    if weights is not None:
+        weights = torch.as_tensor(weights, device=logits.device).detach()
+        if weights.shape != (logits.shape[0],):
+            return None, None, f"weights must have shape (N,) = ({logits.shape[0]},), got {tuple(weights.shape)}"
+        if weights.dtype == torch.bool or weights.is_complex():
+            return None, None, f"weights must be real numbers, got dtype {weights.dtype}"
+        weights = weights.double()
+        if not bool(weights.isfinite().all()) or bool((weights < 0).any()):
+            return None, None, "weights must be finite and non-negative"
+    return logits, weights, ""
 
 
-class _Reassign:
-    """Masked-softmax reassignment (SPEC §1 step 2) of any set of points, from ``E = exp(logits - row max)``."""
+class _Sums:
+    """Sums over points: local, or all-reduced over a process group (the only difference between the two runs)."""
 
-    def __init__(self, logits: torch.Tensor) -> None:
-        self.logits = logits
-        self.num_clusters = K = logits.shape[1]
-        dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32  # half precision is upcast
-        top, self.assign = logits.max(1)
-        top, bottom = top.to(dtype), logits.amin(1).to(dtype)
-        bad = int((~(top.isfinite() & bottom.isfinite())).sum())
-        if bad:
-            raise ValueError(f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows")
-        self.E = torch.sub(logits, top[:, None]).exp_()
-        self.conf = self.E.sum(1).reciprocal_()  # g(x), the softmax maximum
-        info = torch.finfo(dtype)
-        self.floor = info.tiny / info.eps**2  # below this, E has lost (or may lose) precision
-        self.risky = (top - bottom) > -math.log(self.floor)  # rows E cannot serve: use the log domain
-        rows = (1 << 26 if logits.is_cuda else 1 << 20) // K  # a cache-sized chunk (CPU), at most 1/4 of E
-        self.buf = torch.empty(max(1, min(rows, logits.shape[0] // 4)), K, dtype=dtype, device=logits.device)
-        # Each point's last masked argmax (at first its own cluster, which is always masked). A point's group only
-        # grows, so the columns it may move to only shrink: while that column stays outside the group it is still
-        # the (first) maximum, and the costly indexed max is skipped.
-        self.last = self.assign.clone()
+    def __init__(self, group: object | None) -> None:
+        self.group = group
+        self.distributed = group is not None
+        if self.distributed and not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            raise ValueError("process_group was given, but torch.distributed is not initialised")
 
-    def points_by_cluster(self) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-        """For every cluster, (its points E can serve, its risky points), as index tensors."""
-        K, key = self.num_clusters, self.assign * 2 + self.risky
-        counts = torch.bincount(key, minlength=2 * K).tolist()
-        parts = torch.argsort(key, stable=True).split(counts)
-        return {c: (parts[2 * c], parts[2 * c + 1]) for c in range(K)}
+    def __call__(self, t: torch.Tensor) -> torch.Tensor:
+        if self.distributed:
+            torch.distributed.all_reduce(t, group=self.group)
+        return t
 
-    def __call__(
-        self, points: tuple[torch.Tensor, torch.Tensor], columns: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Masked argmax r and its probability q (float64) for `points`, masking `columns` (None: own cluster)."""
-        safe, risky = points
-        r, q = self._from_E(safe, columns)
-        if risky.numel():
-            r2, q2 = self._from_logits(risky, columns)
-            r, q = torch.cat((r, r2)), torch.cat((q, q2))
-        return r, q.double()
+    def agree(self, logits, weights, error: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raise the same error on every process, or return the checked inputs; all processes agree on K."""
+        if not self.distributed:
+            if error:
+                raise ValueError(error)
+            return logits, weights
+        mine = (error, None if logits is None else logits.shape[1], None if logits is None else logits.shape[0],
+                weights is not None, 0.0 if weights is None else float(weights.sum()))
+        every = [None] * torch.distributed.get_world_size(self.group)
+        torch.distributed.all_gather_object(every, mine, group=self.group)
+        errors = [f"process {rank}: {e[0]}" for rank, e in enumerate(every) if e[0]]
+        if errors:
+            raise ValueError("; ".join(errors))
+        ks = [e[1] for e in every]
+        if len(set(ks)) > 1:
+            raise ValueError(f"the processes disagree on the number of clusters K: {ks} (process by process)")
+        if len({e[3] for e in every}) > 1:
+            raise ValueError("weights were given on some processes and not on others")
+        if sum(e[2] for e in every) == 0:
+            raise ValueError("logits has no rows (N = 0) on any process: there are no points to build a hierarchy from")
+        return logits, weights
 
-    def _mask(self, x: torch.Tensor, points: torch.Tensor, columns: torch.Tensor | None, value: float) -> None:
-        if columns is None:
-            x.scatter_(1, self.assign[points, None], value)
+
+@contextmanager
+def _one_thread_for_small_ops(logits: torch.Tensor):
+    if logits.is_cuda or torch.get_num_threads() == 1:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Points:
+    """Masked-softmax reassignment (SPEC §1 step 2) of any set of points, with each point's last answer cached.
+
+    A reassignment of a point gives r (its masked argmax) and u = Σ_{c outside the mask, c ≠ r} p_c / p_r, so
+    that q = 1 / (1 + u) and 1 - q = u / (1 + u) keep their precision when q rounds to 1.
+    """
+
+    def __init__(self, logits: torch.Tensor, weights: torch.Tensor | None, inplace: bool) -> None:
+        N, self.K = logits.shape
+        device = logits.device
+        self.dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        info = torch.finfo(self.dtype)
+        self.low = 700.0 if self.dtype == torch.float64 else 80.0  # exp(-low) is still a normal number
+        self.min_sum = self.K * math.exp(-self.low) / info.eps  # below this, entries dropped from v may matter
+        half = logits.dtype != self.dtype
+        self.logits = logits if half else None
+        self.v = None if half else (logits if inplace else torch.empty_like(logits))
+        self.assign = torch.empty(N, dtype=torch.long, device=device)
+        self.m2 = torch.empty(N, dtype=self.dtype, device=device)
+        self.doubt = torch.empty(N, dtype=torch.float64, device=device)
+        step = max(1, (1 << 20) // self.K)
+        for start in range(0, N, step):
+            self._first_pass(logits, start, min(step, N - start))
+        self.weights = torch.ones(N, dtype=torch.float64, device=device) if weights is None else weights
+        # each point's last reassignment: masked argmax, its v, the masked sum without it (and its value when
+        # last computed in full, to tell when subtracting columns would lose precision); starts "never computed"
+        self.r = self.assign.clone()
+        self.top = torch.zeros(N, dtype=self.dtype, device=device)
+        self.rest = torch.full((N,), math.nan, dtype=torch.float64, device=device)
+        self.rest_full = self.rest.clone()
+        rows = (1 << 26 if device.type == "cuda" else 1 << 20) // self.K
+        self.buf = torch.empty(max(1, min(rows, N)), self.K, dtype=self.dtype, device=device)
+
+    def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> None:
+        """Argmax, doubt and second maximum of rows start..start+n; v of those rows."""
+        if self.v is None:  # half precision: a float32 copy of this chunk only
+            x = logits[start : start + n].to(self.dtype)
+        elif self.v is logits:  # in place
+            x = logits[start : start + n]
         else:
-            x.index_fill_(1, columns, value)
+            x = self.v[start : start + n].copy_(logits[start : start + n])
+        top, a = x.max(1)
+        x.scatter_(1, a[:, None], -math.inf)
+        m2 = x.amax(1)
+        x.sub_(m2[:, None])
+        e = x.clamp(min=-self.low).exp_()  # clamped: exp would go subnormal (and slow) for nothing
+        # log of Σ_{c≠a} exp(l_c - l_a), and the doubt 1 - g = that / (1 + that), in float64 and the log domain
+        lead = (m2.double() - top.double()) + e.sum(1).double().log()
+        self.doubt[start : start + n] = (lead - torch.log1p(lead.exp())).exp()
+        self.assign[start : start + n], self.m2[start : start + n] = a, m2
+        if self.v is not None:
+            x.copy_(torch.where(x < -self.low, x, e))  # too small for exp: keep the (negative) log value
 
-    def _from_E(self, points: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        n, step = points.numel(), self.buf.shape[0]
-        r = torch.empty(n, dtype=torch.long, device=points.device)
-        q = torch.empty(n, dtype=self.buf.dtype, device=points.device)
+    # --------------------------------------------------------------------------------------------- rows of v
+    def _exp_rows(self, p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """exp(l - m2) for rows `p` (0 for the point's own argmax and for entries too small to matter)."""
+        if self.v is not None:
+            return torch.index_select(self.v, 0, p, out=out).clamp_(min=0.0)
+        # clamped above too: masked columns may lie above a re-shifted row's maximum (they are zeroed anyway)
+        out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()
+        return out.scatter_(1, self.assign[p, None], 0.0)
+
+    def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
+        """l - m2 for rows `p` in float64 (-inf at the point's own argmax)."""
+        if self.v is not None:
+            v = self.v[p].double()
+            return torch.where(v > 0, v.log(), v)
+        z = self.logits[p].double() - self.m2[p, None].double()
+        return z.scatter_(1, self.assign[p, None], -math.inf)
+
+    def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
+        """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
+        if self.v is not None:
+            return self.v[:, c].index_select(0, p).clamp_(min=0.0)
+        x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
+        return x.clamp_(-self.low, 0.0).exp_()
+
+    # --------------------------------------------------------------------------------------------- reassign
+    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """(r, u, v at r, masked sum without r) for points `p`, masking `columns` (None: each point's own cluster)."""
+        n, step = p.numel(), self.buf.shape[0]
+        top = torch.empty(n, dtype=self.dtype, device=p.device)
+        r = torch.empty(n, dtype=torch.long, device=p.device)
+        rest = torch.empty(n, dtype=torch.float64, device=p.device)
         keep = None
-        if columns is not None and 8 * columns.numel() > self.num_clusters:  # many columns: one streaming pass
-            keep = torch.ones(self.num_clusters, dtype=q.dtype, device=q.device).index_fill_(0, columns, 0.0)
+        if columns is not None and 8 * columns.numel() > self.K:  # many columns: one streaming multiply
+            keep = torch.ones(self.K, dtype=self.dtype, device=p.device).index_fill_(0, columns, 0.0)
         for s in range(0, n, step):
-            p = points[s : s + step]
-            x = torch.index_select(self.E, 0, p, out=self.buf[: p.numel()])
-            if keep is None:
-                self._mask(x, p, columns, 0.0)
-            else:
+            pts = p[s : s + step]
+            x = self._exp_rows(pts, self.buf[: pts.numel()])
+            if keep is not None:
                 x.mul_(keep)
-            self._argmax(x, p, q[s : s + step], r[s : s + step])
-            q[s : s + step] /= x.sum(1)
-        return r, q
+            elif columns is not None:
+                x.index_fill_(1, columns, 0.0)
+            self._argmax(x, pts, top[s : s + step], r[s : s + step])
+            rest[s : s + step] = x.scatter_(1, r[s : s + step, None], 0.0).sum(1)
+        u = rest / top
+        # nothing left in v (all dropped), or a sum so small that dropped entries may matter; with one column
+        # left, u = 0 exactly
+        unsure = top == 0
+        if self.K - (1 if columns is None else columns.numel()) > 1:
+            unsure |= rest < self.min_sum
+        if p.is_cuda or bool(unsure.any()):
+            idx = unsure.nonzero().squeeze(1)
+            r[idx], u[idx] = self._log_domain(p[idx], columns)
+            top[idx], rest[idx] = 1.0, u[idx]  # the rows are now shifted to their masked maximum
+            self.r.index_copy_(0, p[idx], r[idx])
+        return r, u, top, rest
+
+    def store(self, p: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+        """Keep the last full reassignment of points `p`, for `update`."""
+        self.top.index_copy_(0, p, top)
+        self.rest.index_copy_(0, p, rest)
+        self.rest_full.index_copy_(0, p, rest)
+
+    def update(self, p: torch.Tensor, columns: torch.Tensor, added: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """r and u for points whose last reassignment (kept by `store`) masked `columns` but column `added`.
+
+        Only that column is read: subtracted from each point's masked sum, unless it was the point's argmax or
+        the subtraction would cost precision. Keeps the result for the next update.
+        """
+        r = self.r[p]
+        rest = self.rest[p] - self._exp_column(p, added)
+        # redo in full: points whose argmax was masked, and sums that lost more than 4 bits to the subtraction
+        redo = (r == added) | ~(rest >= self.rest_full[p] / 16) | (rest < self.min_sum)
+        u = rest / self.top[p]
+        self.rest.index_copy_(0, p, rest)
+        if p.is_cuda or bool(redo.any()):
+            idx = redo.nonzero().squeeze(1)
+            r[idx], u[idx], top, full = self.reassign(p[idx], columns)
+            self.store(p[idx], top, full)
+        return r, u
 
     def _argmax(self, x: torch.Tensor, points: torch.Tensor, top: torch.Tensor, where: torch.Tensor) -> None:
         """Row maxima of the masked rows `x` into `top` and their first columns into `where`."""
         if x.is_cuda or x.numel() < 1 << 18:  # CUDA (picking rows would sync), or too small to pay for picking
             torch.max(x, 1, out=(top, where))
-        else:
-            where.copy_(self.last[points])
+        else:  # the last masked argmax is still the first maximum while its column is outside the mask
+            where.copy_(self.r[points])
             torch.gather(x, 1, where[:, None], out=top[:, None])
-            redo = (top == 0).nonzero().squeeze(1)  # masked now (or never computed): E > 0 everywhere else
+            redo = (top == 0).nonzero().squeeze(1)  # masked now (or too small to tell)
             if 2 * redo.numel() > x.shape[0]:
                 torch.max(x, 1, out=(top, where))
             elif redo.numel():
                 top[redo], where[redo] = torch.max(x.index_select(0, redo), 1)
-        self.last[points] = where
+        self.r.index_copy_(0, points, where)
 
-    def _from_logits(self, points: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.logits[points].to(self.buf.dtype)
-        self._mask(x, points, columns, -math.inf)
-        top, r = x.max(1)
-        return r, (top - torch.logsumexp(x, 1)).exp()
+    def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """r and u in float64 from the log values; the rows are re-shifted to their masked maximum.
+
+        A point's mask only grows, so shifting its row by the masked maximum keeps every column it may still
+        move to in exp's range for the next reassignments (masked columns may overflow: they are never read).
+        """
+        z = self._log_rows(p)
+        if columns is not None:
+            z.index_fill_(1, columns, -math.inf)
+        top, r = z.max(1)
+        z.sub_(top[:, None])
+        if self.v is not None:
+            self.v[p] = torch.where(z < -self.low, z, z.clamp(min=-self.low).exp()).to(self.dtype)
+        self.m2[p] += top.to(self.dtype)
+        e = z.clamp_(min=-708.0).exp_().scatter_(1, r[:, None], 0.0)  # e^-708: float64's smallest normal
+        return r, e.sum(1)
 
 
-def _union(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-    """The points of two merged groups, part by part (safe, risky)."""
-    return tuple(torch.cat(parts) for parts in zip(a, b))
+def _mass(points: _Points, sums: _Sums, r: torch.Tensor, u: torch.Tensor, p: torch.Tensor, slot: torch.Tensor, size: int) -> torch.Tensor:
+    """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
+    w, at = points.weights[p], slot[r]
+    mass = torch.stack((torch.bincount(at, weights=w, minlength=size), torch.bincount(at, weights=w * u / (1 + u), minlength=size)))
+    return sums(mass)
 
 
-def _select_and_partner(reassign: _Reassign, aggregation: str) -> list[tuple[int, int]]:
-    K, device = reassign.num_clusters, reassign.E.device
-    assign = reassign.assign
-    counts = torch.bincount(assign, minlength=K)
-    conf_sums = torch.zeros(K, dtype=torch.float64, device=device).index_add_(0, assign, reassign.conf.double())
-    counts, conf_sums = counts.tolist(), conf_sums.tolist()
+def _best(value: torch.Tensor, doubt: torch.Tensor) -> torch.Tensor:
+    """Index of the highest `value`, ties by the smallest `doubt` (exact where values round equal), then first."""
+    return torch.where(value == value.max(), doubt, math.inf).argmin()
 
-    # Per group, additive under merging: (sum of confidences, number of points, sum of cluster means).
-    stats = {c: (conf_sums[c], counts[c], conf_sums[c] / counts[c] if counts[c] else 0.0) for c in range(K)}
 
-    def score(node: int) -> float:
-        total, n, means = stats[node]
-        return {"cluster_mean": means, "sum": total, "group_mean": total / max(n, 1)}[aggregation]
+def _cluster_stats(points: _Points, sums: _Sums) -> list[list[float]]:
+    """Per cluster: [weight of its points, Σ w·doubt]: the only per-point numbers selection needs."""
+    K, w = points.K, points.weights
+    stats = torch.stack((torch.bincount(points.assign, weights=w, minlength=K),
+                         torch.bincount(points.assign, weights=w * points.doubt, minlength=K)))
+    return sums(stats).T.tolist()
 
-    heap = [(score(c), c) for c in range(K) if counts[c]]
+
+def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple[list, dict]:
+    K, device = points.K, points.assign.device
+    size = 2 * K - 1
+    # per group, additive under merging: (weight n, Σ w·doubt, non-empty clusters k, Σ mean doubts)
+    stats = {c: (n, d, float(n > 0), d / n if n > 0 else 0.0) for c, (n, d) in enumerate(_cluster_stats(points, sums))}
+
+    def key(node: int) -> tuple[float, float]:
+        """(score S, then -doubt part): S = k - Σ mean doubts | n - Σ doubts | 1 - mean doubt."""
+        n, d, k, means = stats[node]
+        if aggregation == "cluster_mean":
+            return k - means, -means
+        if aggregation == "sum":
+            return n - d, -d
+        return 1.0 - d / n, -d / n
+
+    heap = [(*key(c), c) for c in range(K) if stats[c][0] > 0]
     heapq.heapify(heap)
-    members = dict(enumerate(torch.arange(K, device=device).split(1)))  # each live group's clusters
-    points = reassign.points_by_cluster()
+    members = dict(enumerate(torch.arange(K, device=device).split(1)))
+    order = torch.argsort(points.assign, stable=True)
+    kept = points.weights[order] > 0  # weight 0: absent
+    counts = torch.bincount(points.assign[order][kept], minlength=K).tolist()
+    group_points = dict(enumerate(order[kept].split(counts)))
     node_of = torch.arange(K, device=device)  # cluster -> node of its live group
-    # |H| per node; only live groups receive probability mass, so merged-away nodes need no update
-    width = torch.ones(2 * K - 1, dtype=torch.float64, device=device)
-    merges = []
-    for new in range(K, 2 * K - 1):
-        G = heapq.heappop(heap)[1]
+    width = torch.ones(size, dtype=torch.float64, device=device)
+    live = torch.zeros(size, dtype=torch.bool, device=device)
+    live[:K] = True
+    pending: dict[int, torch.Tensor] = {}  # node that just absorbed a never-predicted class -> that class
+    merges, evidence = [], []
+    for new in range(K, size):
+        G = heapq.heappop(heap)[2]
         while G not in members:  # merged away as somebody's partner
-            G = heapq.heappop(heap)[1]
-        r, q = reassign(points[G], members[G])
-        mass = torch.bincount(node_of[r], weights=q, minlength=2 * K - 1)
-        H = int(torch.argmax(mass.div_(width)))  # first maximum = earliest group
+            G = heapq.heappop(heap)[2]
+        p = group_points[G]
+        if G in pending:
+            r, u = points.update(p, members[G], pending.pop(G))
+            fresh = None
+        else:
+            r, u, *fresh = points.reassign(p, members[G])
+        mass = _mass(points, sums, r, u, p, node_of, size)
+        value = torch.where(live, (mass[0] - mass[1]) / width, -math.inf)
+        value[G] = -math.inf
+        doubt = mass[1] / width
+        H = _best(value, doubt)
+        second = value.clone().index_fill_(0, H, -math.inf)
+        R = _best(second, doubt)
+        H, R, a_h, a_r, moved = torch.stack((H.double(), R.double(), value[H], second[R], mass[0, H] - mass[1, H])).tolist()
+        H, R = int(H), int(R)
         merges.append((G, H))
+        evidence.append((key(G)[0], a_h, R if a_r > -math.inf else -1, a_r if a_r > -math.inf else math.nan, stats[G][0], moved))
 
+        if stats[H][0] == 0:  # a never-predicted partner: the same points, one more column masked
+            if fresh:
+                points.store(p, *fresh)
+                group_points[G] = p.sort().values  # in memory order: the next steps read one column per row
+            pending[new] = H
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
         width[new] = float(members[new].numel())
-        points[new] = _union(points.pop(G), points.pop(H))
+        live[G] = live[H] = False
+        live[new] = True
+        group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
-        heapq.heappush(heap, (score(new), new))
-    return merges
+        heapq.heappush(heap, (*key(new), new))
+    return merges, _evidence(evidence, K)
 
 
-def _all_pairs(reassign: _Reassign, _: str) -> list[tuple[int, int]]:
+def _evidence(rows: list[tuple], K: int) -> dict[str, torch.Tensor]:
+    cols = list(zip(*rows)) if rows else [()] * len(EVIDENCE)
+    return {
+        name: torch.tensor(col, dtype=torch.long if name == "runner_up" else torch.float64).reshape(K - 1)
+        for name, col in zip(EVIDENCE, cols)
+    }
+
+
+def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
     """Merge the pair (G, H) with the highest A_G(H) over all pairs (SPEC §1 variants).
 
-    Each live group sits in a slot (the merged group takes G's slot). ``mass[i, j]`` is the probability that
-    slot i's points send to slot j's clusters; a group's reassignment does not change when *other* groups
+    Each live group sits in a slot (the merged group takes G's slot). ``mass[:, i, j]`` is the weight and doubt
+    that slot i's points send to slot j's clusters; a group's reassignment does not change when *other* groups
     merge, so only the new group's row is computed afresh and the partner's column is added into G's.
     """
-    K, device = reassign.num_clusters, reassign.E.device
-    everyone = reassign.points_by_cluster()
-    has_points = torch.bincount(reassign.assign, minlength=K) > 0
+    K, device = points.K, points.assign.device
+    w = points.weights
+    stats = _cluster_stats(points, sums)
+    has_points = torch.tensor([n > 0 for n, _ in stats], device=device)
     slot_of = torch.arange(K, device=device)  # cluster -> slot of its live group
     node_at = list(range(K))  # slot -> node id
     width = torch.ones(K, dtype=torch.float64, device=device)
-    mass = torch.zeros(K, K, dtype=torch.float64, device=device)
-    safe, risky = (torch.cat([p[i] for p in everyone.values()]) for i in (0, 1))
-    r, q = reassign((safe, risky), None)  # every point, with only its own cluster masked
-    mass.index_put_((reassign.assign[torch.cat((safe, risky))], r), q, accumulate=True)
+    alive = torch.ones(K, dtype=torch.bool, device=device)  # slots that hold a group
+    p = (w > 0).nonzero().squeeze(1)
+    r, u, _, _ = points.reassign(p, None)  # every point, with only its own cluster masked
+    mass = torch.zeros(2, K, K, dtype=torch.float64, device=device)
+    mass[0].index_put_((points.assign[p], r), w[p], accumulate=True)
+    mass[1].index_put_((points.assign[p], r), w[p] * u / (1 + u), accumulate=True)
+    sums(mass)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
-    points, merges = everyone, []
+    group_points = dict(enumerate(torch.split(p[torch.argsort(points.assign[p], stable=True)],
+                                              torch.bincount(points.assign[p], minlength=K).tolist())))
+    weight = [n for n, _ in stats]
+    merges, evidence = [], []
     for new in range(K, 2 * K - 1):
-        value = torch.where(has_points[:, None], mass / width, -math.inf)
-        i, j = min((node_at[i], node_at[j], i, j) for i, j in (value == value.max()).nonzero().tolist())[2:]
+        value = torch.where(has_points[:, None] & alive, (mass[0] - mass[1]) / width, -math.inf)
+        value.diagonal().fill_(-math.inf)
+        doubt = mass[1] / width
+        best = value.max()
+        i, j = min((d, node_at[i], node_at[j], i, j) for (i, j), d in zip(
+            (value == best).nonzero().tolist(), doubt[value == best].tolist()))[3:]
         G, H = node_at[i], node_at[j]
+        row = value[i].clone()
+        row[j] = -math.inf
+        R = int(_best(row, doubt[i]))
+        a_r = float(row[R])
         merges.append((G, H))
+        evidence.append((math.nan, float(best), node_at[R] if a_r > -math.inf else -1,
+                         a_r if a_r > -math.inf else math.nan, weight[i], float(mass[0, i, j] - mass[1, i, j])))
 
-        mass[:, i] += mass[:, j]
-        mass[:, j] = 0.0
+        mass[:, :, i] += mass[:, :, j]
+        mass[:, :, j] = 0.0
         width[i] += width[j]
         width[j] = math.inf
+        alive[j] = False
+        has_points[i] |= has_points[j]
         has_points[j] = False
+        weight[i] += weight[j]
         node_at[i], node_at[j] = new, -1
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         slot_of[members[new]] = i
-        points[new] = _union(points.pop(G), points.pop(H))
-        r, q = reassign(points[new], members[new])
-        mass[i] = torch.zeros(K, dtype=torch.float64, device=device).index_add_(0, slot_of[r], q)
-        mass[j] = 0.0
-    return merges
+        group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
+        r, u, _, _ = points.reassign(group_points[new], members[new])
+        q = group_points[new]
+        row = torch.zeros(2, K, dtype=torch.float64, device=device)
+        row[0].index_add_(0, slot_of[r], w[q])
+        row[1].index_add_(0, slot_of[r], w[q] * u / (1 + u))
+        mass[:, i] = sums(row)
+        mass[:, j] = 0.0
+    return merges, _evidence(evidence, K)
