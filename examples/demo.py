@@ -2,7 +2,9 @@
 
 The data is synthetic with a known two-level hierarchy: 20 classes in 4 superclasses (animals, vehicles, plants,
 tools); classes of the same superclass look alike. The monitor builds the L2H tree from the validation logits
-every epoch, scores it against the true hierarchy, and logs everything to TensorBoard.
+every epoch, scores it against the true hierarchy (the legend names the four superclasses), and logs everything
+to TensorBoard: scalars, the tree card and the full dendrogram (IMAGES), the tree as text (TEXT), and per epoch
+a JSON record, the PNGs and an explorable HTML tree under l2h_runs/demo/version_N/l2h/.
 
     python examples/demo.py                 # 12 epochs
     python examples/demo.py --epochs 2      # quicker
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     truth = Hierarchy.from_levels([SUPER_OF])
-    monitor = L2HMonitor(class_names=CLASS_NAMES, target_hierarchy=truth)
+    monitor = L2HMonitor(class_names=CLASS_NAMES, target_hierarchy=truth, group_names=list(SUPERCLASSES))
     logger = TensorBoardLogger(args.out, name="demo")
     trainer = Trainer(
         max_epochs=args.epochs,
@@ -92,7 +94,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"LCA height distance {last['lhd']:.3f} (lower is better), superclass accuracy of the 4-group cut "
           f"{last['level1/acc']:.3f}")
     print("top of the learned tree:", monitor.hierarchy.to_newick(CLASS_NAMES))
-    print(f"last dendrogram: {monitor.last_files['png']}")
+    print(f"last dendrogram: {monitor.last_files['png']} (the TensorBoard card), "
+          f"{monitor.last_files['dendrogram_full_png']} (every class)")
+    if "html" in monitor.last_files:
+        print(f"explorable tree (fold, search, hover): {monitor.last_files['html']}")
     print(f"metrics and tree: {monitor.last_files['json']}")
     print(f"to look at every epoch: tensorboard --logdir {args.out}   (then open http://localhost:6006)")
     return json.loads(monitor.last_files["json"].read_text())

@@ -435,9 +435,9 @@ class L2HMonitor(Callback):
     def _title(self, entry: dict, suffix: str) -> str:
         when = (f"epoch {entry['epoch']}, " if entry["epoch"] is not None else "") + f"step {entry['global_step']}"
         stage = {"fit": "", "validate": " (validate)", "test": " (test)"}.get(entry["stage"], "")
-        scores = ", ".join(f"{name} {entry[key]:.3f}" for name, key in (("DP", "dp"), ("LHD", "lhd")) if key in entry)
-        where = f", dataloader {entry['dataloader_idx']}" if suffix else ""
-        return f"L2H hierarchy, {when}{stage}{where}" + (f" - {scores}" if scores else "")
+        where = f" · dataloader {entry['dataloader_idx']}" if suffix else ""
+        scores = "".join(f" · {name} {entry[key]:.3f}" for name, key in (("DP", "dp"), ("LHD", "lhd")) if key in entry)
+        return f"L2H tree · {when}{stage}{where}{scores}"
 
     def _text(self, tree: Hierarchy, entry: dict, num_points: int) -> str:
         shown = ("dp", "lhd", "leaf_purity", "drift", "empty_clusters")
@@ -452,16 +452,12 @@ class L2HMonitor(Callback):
         groups = self._leaf_groups(tree.num_leaves)
         caption = f"{title}; {tree.num_leaves} classes, {num_points} points"
         kwargs = dict(names=self.class_names, groups=groups, group_names=self.group_names, title=title)
-        card = getattr(views, "plot_card", None)
-        if card is not None:
-            main = views.figure_to_array(card(tree, **kwargs)[0])
-        else:
-            main = views.figure_to_array(views.plot_dendrogram(tree, **kwargs)[0])
-        images = {"dendrogram": (main, caption)}
-        if card is not None or tree.num_leaves > views.MAX_LEAVES:
-            full = views.figure_to_array(views.plot_dendrogram(tree, max_leaves=None, **kwargs)[0])
-            images["dendrogram_full"] = (full, caption + " (every leaf)")
-        return images
+        card = getattr(views, "plot_tree_card", None)  # the TensorBoard-sized card, where this version has it
+        if card is None:
+            return {"dendrogram": (views.figure_to_array(views.plot_dendrogram(tree, **kwargs)[0]), caption)}
+        full = views.plot_dendrogram(tree, max_leaves=None, **kwargs)[0]
+        return {"dendrogram": (views.figure_to_array(card(tree, **kwargs)[0]), caption),
+                "dendrogram_full": (views.figure_to_array(full), caption + " (every class)")}
 
     def _html(self, tree: Hierarchy, path: Path, title: str, entry: dict) -> Path | None:
         try:

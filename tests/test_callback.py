@@ -165,7 +165,7 @@ def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
         trainer.fit(Classifier())
     assert "l2h/dp" in trainer.callback_metrics
     assert sorted(p.name for p in (tmp_path / "l2h").iterdir()) == [
-        f"epoch_0000_step_000008.{ext}" for ext in ("html", "json", "md", "png")
+        f"epoch_0000_step_000008{end}" for end in (".html", ".json", ".md", ".png", "_dendrogram_full.png")
     ]
     assert caplog.text.count("no TensorBoard, W&B, MLflow or CSV logger") == 1
 
