@@ -27,6 +27,7 @@ def make_metrics(tree):
         "all": HierarchyMetrics(target_hierarchy=TRUTH),
         "dp": DendrogramPurity(),
         "fixed_lhd": LCAHeightDistance(hierarchy=tree, target_hierarchy=TRUTH),
+        "zero_rows": DendrogramPurity(),  # rank 1 calls update only with zero rows
     }
 
 
@@ -42,8 +43,10 @@ def worker(rank, port, shards, out_dir):
     logits, target = data()
     metrics = make_metrics(l2h(logits))
     for start, stop in shards[rank]:  # rank 1 may get nothing at all
-        for m in metrics.values():
-            m.update(logits[start:stop] if m is not metrics["fixed_lhd"] else logits[start:stop].argmax(1), target[start:stop])
+        for name, m in metrics.items():
+            if name == "zero_rows" and rank == 1:
+                stop = start
+            m.update(logits[start:stop] if name != "fixed_lhd" else logits[start:stop].argmax(1), target[start:stop])
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(results(metrics), f)
     dist.destroy_process_group()
@@ -67,12 +70,14 @@ def test_two_processes_agree_with_one(tmp_path, shards):
     mp.spawn(worker, args=(free_port(), shards, str(tmp_path)), nprocs=2, join=True)
     logits, target = data()
     single = make_metrics(l2h(logits))
-    for m in single.values():
-        m.update(logits if m is not single["fixed_lhd"] else logits.argmax(1), target)
+    for name, m in single.items():
+        rows = slice(None) if name != "zero_rows" else slice(0, max(stop for _, stop in shards[0]))
+        m.update(logits[rows] if name != "fixed_lhd" else logits.argmax(1), target[rows])
     expected = results(single)
     for rank in (0, 1):
         got = json.loads((tmp_path / f"rank{rank}.json").read_text())
         assert got["tree"] == expected["tree"]
         assert got["dp"] == pytest.approx(expected["dp"])
         assert got["fixed_lhd"] == pytest.approx(expected["fixed_lhd"])
+        assert got["zero_rows"] == pytest.approx(expected["zero_rows"])
         assert got["all"] == pytest.approx(expected["all"])
