@@ -104,6 +104,7 @@ CASES = [
     ("merges-count", lambda: Hierarchy.from_merges([[0, 1]], 3), "over 3 leaves has 2 merges, got 1"),
     ("merges-fraction", lambda: Hierarchy.from_merges(torch.tensor([[0.0, 1.5], [3, 2]]), 3), "merges must hold integer ids, got fractional"),
     ("merges-nan", lambda: Hierarchy.from_merges([[0.0, NAN], [3, 2]], 3), "merges must hold integer ids, got 1 NaN"),
+    ("merges-text", lambda: Hierarchy.from_merges([["a", "b"]], 2), "merges must hold integer ids, got dtype <U1"),
     ("merges-num_leaves-fraction", lambda: Hierarchy.from_merges([[0, 1]], 2.0), "num_leaves must be an integer"),
     # ---------------------------------------------------------------- from_linkage
     ("linkage-shape", lambda: Hierarchy.from_linkage(np.zeros((2, 3))), "Z: a linkage matrix has shape (K-1, 4)"),
@@ -123,6 +124,7 @@ CASES = [
     ("levels-negative", lambda: Hierarchy.from_levels([[0, -1, 1]]), "maps[0] has negative group ids"),
     ("levels-not-nested", lambda: Hierarchy.from_levels([[0, 0, 1, 1], [0, 1, 1, 1]]), "do not nest"),
     ("levels-lengths-differ", lambda: Hierarchy.from_levels([[0, 0, 1, 1], [0, 0, 1]]), "maps[1] has 3 entries for 4 leaves"),
+    ("levels-ragged", lambda: Hierarchy.from_levels([[0, [0, 1], 1]]), "maps[0] must be a rectangular array"),
     ("levels-a-string", lambda: Hierarchy.from_levels("0011"), "maps must be a list of label maps"),
     # ---------------------------------------------------------------- from_parents
     ("parents-cycle", lambda: Hierarchy.from_parents([1, 0, -1]), "parents contains a cycle"),
@@ -156,6 +158,7 @@ CASES = [
     ("newick-repeated-leaf", lambda: Hierarchy.from_newick("(0,0);"), "the Newick leaves must be 0..1, each once"),
     ("newick-unclosed-quote", lambda: Hierarchy.from_newick("('a,b);", names=["a", "b"]), "unclosed quote"),
     ("newick-missing-comma", lambda: Hierarchy.from_newick("((0,1)(2,3));"), "expected ',' or ')'"),
+    ("from-newick-names-string", lambda: Hierarchy.from_newick("(a,b);", names="ab"), "names must be a list of leaf names, got a string"),
     ("newick-not-a-string", lambda: Hierarchy.from_newick(b"(0,1);"), "text must be a Newick string"),
     # ---------------------------------------------------------------- from_dict
     ("dict-not-a-dict", lambda: Hierarchy.from_dict([1, 2]), "data must be a dict"),
@@ -169,12 +172,15 @@ CASES = [
     ("dict-children-tampered", lambda: Hierarchy.from_dict(saved_with(children=[[0, 1], [2, 3], [4, 4]])), "more than one parent"),
     ("dict-heights-tampered", lambda: Hierarchy.from_dict(saved_with(heights=[1, 2])), "heights has 2 entries for 3"),
     ("dict-evidence-length", lambda: Hierarchy.from_dict(saved_with(evidence={"points": [1.0]})), "one value per internal node (3)"),
+    ("dict-children-string", lambda: Hierarchy.from_dict(saved_with(children="[[0, 1]]")), "children must be a list of child lists"),
+    ("dict-evidence-scalar", lambda: Hierarchy.from_dict(saved_with(evidence={"points": 3.0})), "must be 1-D with one value per internal node"),
     ("dict-evidence-not-dict", lambda: Hierarchy.from_dict(saved_with(evidence=[1.0])), "data['evidence'] must be a dict"),
     ("dict-evidence-runner-up-none", lambda: Hierarchy.from_dict(saved_with(evidence={"runner_up": [None, 0, 1]})), "evidence['runner_up'] must hold integer ids"),
     # ---------------------------------------------------------------- Hierarchy methods
     ("leaves-fraction", lambda: TREE.leaves(2.5), "node must be an integer, got 2.5"),
     ("leaves-out-of-range", lambda: TREE.leaves(7), "node must be in 0..6, got 7"),
     ("cut-fraction", lambda: TREE.cut(2.5), "n_groups must be an integer, got 2.5"),
+    ("cut-bool", lambda: TREE.cut(True), "n_groups must be an integer, got True"),
     ("cut-zero", lambda: TREE.cut(0), "n_groups must be in 1..4, got 0"),
     ("cut-too-many", lambda: TREE.cut(5), "n_groups must be in 1..4, got 5"),
     ("cut-multifurcating", lambda: MULTI.cut(2), "cut needs a binary tree"),
