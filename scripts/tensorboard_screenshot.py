@@ -36,13 +36,15 @@ def cifar100_taxonomy() -> tuple[list[str], list[str], list[int]]:
     return fine, [c.replace("_", " ") for c in coarse], [coarse_of[name] for name in fine]
 
 
-def synthetic_logits(coarse: list[int], per_class: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of a half-trained classifier: its class, and more weakly the class's superclass, stand out."""
+def synthetic_logits(
+    coarse: list[int], per_class: int, seed: int, superclass: float = 1.6
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits of a half-trained classifier: its class, and more weakly (`superclass`) the class's superclass, stand out."""
     g = torch.Generator().manual_seed(seed)
     K = len(coarse)
     y = torch.arange(K).repeat_interleave(per_class)
     same_super = torch.tensor(coarse)[:, None] == torch.tensor(coarse)[None, :]
-    logits = 1.5 * torch.randn(len(y), K, generator=g) + 3.0 * torch.eye(K)[y] + 1.6 * same_super[y].float()
+    logits = 1.5 * torch.randn(len(y), K, generator=g) + 3.0 * torch.eye(K)[y] + superclass * same_super[y].float()
     return logits, y
 
 

@@ -216,7 +216,7 @@ def _draw(
             style = dict(ha="center", va="top", rotation=90)
         for i, text in enumerate(labels):
             ax.text(*((1.0, i) if sideways else (i, 0.0)), text, transform=where, fontsize=font, clip_on=False,
-                    color=colours[i] if colours is not None else "black", gid="leaf-label", **style)
+                    color=_darker(colours[i]) if colours is not None else "black", gid="leaf-label", **style)
     if colours is not None:
         ax.scatter(*xy(at, np.full(n, lay.low)), c=colours, s=max(1.0, min(18.0, 2.2 * font**2)), zorder=3,
                    clip_on=False, linewidths=0)
@@ -382,28 +382,34 @@ def _plot_tree(
     if handles:
         # outside the axes, on the side away from the labels
         loc, anchor = ("upper right", (-0.02, 1.0)) if sideways else ("upper left", (1.0, 1.0))
+        rows = fig.get_size_inches()[1] * 72 * 0.8 / (max(font, 6) * 1.7)  # legend entries that fit in one column
+        two_columns = len(handles) > rows
         ax.legend(handles=handles, fontsize=max(font, 6), loc=loc, bbox_to_anchor=anchor, frameon=False,
-                  ncol=1 if len(handles) <= 20 else 2)
+                  ncol=2 if two_columns else 1)
     if title is None:
         title = f"L2H hierarchy over {K} classes" + (f" (top {shown} subtrees)" if truncate else "")
         if not leaf_labels:
             title += f"\n(names too small to print at {K} leaves: see the SVG or HTML)"
-    ax.set_title(title)
     if own_figure:  # margins from the label lengths: much cheaper than a layout engine measuring every label
+        title = "\n".join(_wrap(title, int(fig.get_size_inches()[0] * 72 / (0.6 * 12))))
         _set_margins(fig, max(map(len, labels)) if leaf_labels else 0, font, sideways,
-                     max(map(len, legend_text), default=0), len(handles) > 20)
+                     max(map(len, legend_text), default=0), bool(handles) and two_columns, title.count("\n"))
+    ax.set_title(title)
     return fig, ax
 
 
-def _set_margins(fig: Any, label_chars: int, font: float, sideways: bool, legend_chars: int, two_columns: bool) -> None:
+def _set_margins(
+    fig: Any, label_chars: int, font: float, sideways: bool, legend_chars: int, two_columns: bool, title_breaks: int
+) -> None:
     width, height = fig.get_size_inches()
     char = 0.62 / 72  # inches per point of font size, per character (DejaVu Sans, on average)
     labels = label_chars * font * char + font * 0.45 / 72 + 0.15
     legend = (legend_chars * max(font, 6) * char + 0.45) * (2 if two_columns else 1) + 0.1 if legend_chars else 0.2
+    title = 0.22 * title_breaks
     if sideways:
-        left, right, bottom, top = max(legend, 0.3), labels + 0.1, 0.55, 0.55
+        left, right, bottom, top = max(legend, 0.3), labels + 0.1, 0.55, 0.55 + title
     else:
-        left, right, bottom, top = 0.75, legend, labels + 0.1, 0.4
+        left, right, bottom, top = 0.75, legend, labels + 0.1, 0.4 + title
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
 
 
