@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> L2HMonitor:
         cut = tree.cut(n).tolist()
         groups = [" ".join(d for d, g in zip(DIGITS, cut) if g == k) for k in range(n)]
         print(f"{n} groups: " + " | ".join(groups))
+    print("pictures, JSON and the explorable HTML tree:", ", ".join(str(p) for p in monitor.last_files.values()))
     return monitor
 
 

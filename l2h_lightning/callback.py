@@ -273,7 +273,7 @@ class L2HMonitor(Callback):
     # this batch, and joins that round now (nothing collective happens between here and their gather).
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         val_loop = trainer.fit_loop.epoch_loop.val_loop
-        if trainer.world_size > 1 and trainer.enable_validation and val_loop._combined_loader is None:
+        if trainer.world_size > 1 and trainer.enable_validation and getattr(val_loop, "_combined_loader", 0) is None:
             # know now how many batches each process validates (Lightning loads them at the first validation
             # otherwise); every process runs this hook, so the loader's own collectives line up
             trainer.validating = True
