@@ -344,7 +344,9 @@ class _Points:
 def _mass(points: _Points, sums: _Sums, r: torch.Tensor, u: torch.Tensor, p: torch.Tensor, slot: torch.Tensor, size: int) -> torch.Tensor:
     """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
     w, at = points.weights[p], slot[r]
-    mass = torch.stack((torch.bincount(at, weights=w, minlength=size), torch.bincount(at, weights=w * u / (1 + u), minlength=size)))
+    mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
+    mass[0].index_add_(0, at, w)
+    mass[1].index_add_(0, at, w * u / (1 + u))
     return sums(mass)
 
 
@@ -355,9 +357,9 @@ def _best(value: torch.Tensor, doubt: torch.Tensor) -> torch.Tensor:
 
 def _cluster_stats(points: _Points, sums: _Sums) -> list[list[float]]:
     """Per cluster: [weight of its points, Σ w·doubt]: the only per-point numbers selection needs."""
-    K, w = points.K, points.weights
-    stats = torch.stack((torch.bincount(points.assign, weights=w, minlength=K),
-                         torch.bincount(points.assign, weights=w * points.doubt, minlength=K)))
+    stats = torch.zeros(2, points.K, dtype=torch.float64, device=points.assign.device)
+    stats[0].index_add_(0, points.assign, points.weights)  # (bincount would give an empty process int64 counts)
+    stats[1].index_add_(0, points.assign, points.weights * points.doubt)
     return sums(stats).T.tolist()
 
 
