@@ -764,7 +764,10 @@ def _labels(names: Sequence[Any] | None, K: int | None, what: str) -> list[str]:
         return [str(i) for i in range(K or 0)]
     if isinstance(names, (str, bytes)):
         raise ValueError(f"{what} must be a list of leaf names, got a string")
-    names = [str(n) for n in names]
+    try:
+        names = [str(n) for n in names]
+    except TypeError:
+        raise ValueError(f"{what} must be a list of leaf names, got {type(names).__name__}") from None
     if K is not None and len(names) != K:
         raise ValueError(f"{what} has {len(names)} entries for {K} leaves")
     return names

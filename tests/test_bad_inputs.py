@@ -1,5 +1,6 @@
 """Every bad input to the engine, `Hierarchy` and the metrics: refused with the right exception and a message that
-names the argument and the problem. One row per case: (id, callable, exception type, phrase of the message)."""
+names the argument and the problem. One row per case: (id, callable, phrase of the message[, exception type]); the
+exception type is ValueError unless a row names another, and it must be exactly that type (not a subclass)."""
 
 import json
 import math
@@ -187,6 +188,7 @@ CASES = [
     ("linkage-multifurcating", lambda: MULTI.to_linkage(), "to_linkage needs a binary tree"),
     ("newick-names-length", lambda: TREE.to_newick(["a", "b"]), "names has 2 entries for 4 leaves"),
     ("newick-names-string", lambda: TREE.to_newick("abcd"), "names must be a list of leaf names, got a string"),
+    ("text-names-number", lambda: TREE.to_text(5), "names must be a list of leaf names, got int"),
     ("text-names-length", lambda: TREE.to_text(["a"]), "names has 1 entries for 4 leaves"),
     # ---------------------------------------------------------------- functional metrics
     ("dp-nan-logits", lambda: dendrogram_purity(TREE, torch.tensor([[0.0, NAN, 1, 2], [1, 2, 3, 4]]), torch.tensor([0, 1])), "preds are logits with NaN entries in 1 of 2 row(s)"),
@@ -268,16 +270,38 @@ CASES = [
     ("module-clusters-change", lambda: updated_then_computed(DendrogramPurity(), tree_mode_batch(k=4), tree_mode_batch(k=5)), "number of clusters changed between batches: 4 before, 5 now"),
 ]
 
+NONE_CASES = [  # None where a value is needed: a ValueError naming the argument, not an error from inside
+    ("none-children", lambda: Hierarchy(3, None), "children must be a list of child lists, got NoneType"),
+    ("none-merges", lambda: Hierarchy.from_merges(None, 3), "merges must hold integer ids"),
+    ("none-linkage", lambda: Hierarchy.from_linkage(None), "Z must be real numbers"),
+    ("none-levels", lambda: Hierarchy.from_levels(None), "maps must be a list of label maps"),
+    ("none-parents", lambda: Hierarchy.from_parents(None), "parents must hold integer ids"),
+    ("none-newick", lambda: Hierarchy.from_newick(None), "text must be a Newick string"),
+    ("none-dict", lambda: Hierarchy.from_dict(None), "data must be a dict"),
+    ("none-node", lambda: TREE.leaves(None), "node must be an integer"),
+    ("none-evidence-values", lambda: Hierarchy(3, [[0, 1], [3, 2]], evidence={"points": None}), "evidence['points'] must be real numbers"),
+    ("none-preds", lambda: dendrogram_purity(TREE, None, TARGET), "pass preds and target, or counts="),
+    ("none-module-preds", lambda: DendrogramPurity().update(None, None), "preds must be a tensor (or array) of numbers"),
+    ("none-fixed-module-preds", lambda: DendrogramPurity(hierarchy=TREE).update(None, TARGET), "preds must be a tensor (or array) of numbers"),
+]
+CASES += NONE_CASES
 
-@pytest.mark.parametrize(("call", "phrase"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_refused_with_a_message_naming_it(call, phrase):
-    with pytest.raises(ValueError, match=re.escape(phrase)):
+
+ROWS = [(c[1], c[3] if len(c) > 3 else ValueError, c[2]) for c in CASES]
+
+
+@pytest.mark.parametrize(("call", "error", "phrase"), ROWS, ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_a_message_naming_it(call, error, phrase):
+    with pytest.raises(error, match=re.escape(phrase)) as caught:
         call()
+    assert caught.type is error
 
 
 def test_case_ids_are_unique():
     ids = [c[0] for c in CASES]
     assert len(ids) == len(set(ids))
+
+
 
 
 # What is accepted on purpose (docs/reliability.md lists these): each must keep working.
