@@ -337,3 +337,17 @@ def test_rho_in_blocks_matches_the_reference(seed, monkeypatch):
 def test_non_ultrametric_newick_takes_the_largest_child_height():
     tree = Hierarchy.from_newick("(2:0.5,(0:1,1:1):0.1);")
     assert tree.children == [(0, 1), (2, 3)] and tree.heights == [1.0, 1.1]
+
+
+def test_evidence_of_a_learned_tree_survives_strict_json_and_shows_in_text():
+    tree = tree_from_logits(k=6, n=200)
+    assert set(tree.evidence) == {"score", "partner_value", "runner_up", "runner_up_value", "points", "mass"}
+    assert tree.evidence["runner_up"].dtype == torch.int64
+    assert tree.evidence["runner_up"][-1] == -1  # the last merge has no other partner
+    back = Hierarchy.from_dict(json.loads(json.dumps(tree.to_dict(), allow_nan=False)))
+    for key, value in tree.evidence.items():
+        assert back.evidence[key].dtype == value.dtype
+        torch.testing.assert_close(back.evidence[key], value, equal_nan=True, rtol=0, atol=0)
+    lines = [line for line in tree.to_text().splitlines() if "classes" in line]
+    assert len(lines) == 5 and all("partner" in line and "points" in line for line in lines)
+    assert lines[0].startswith("6 classes (node 10, score ") and "no runner-up" in lines[0]
