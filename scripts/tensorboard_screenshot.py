@@ -1,7 +1,8 @@
 """See the tree's TensorBoard card as a user sees it: an event file, a local TensorBoard, a headless Chromium screenshot.
 
 Writes a small run (CIFAR-100's 100 class names and 20 superclasses, synthetic logits, so no download) with the
-card image (`plot_tree_card`), the full dendrogram as a second image and DP/LHD scalars, all at one step; starts
+card image (`plot_tree_card`, its 3 most surprising merges marked), the full dendrogram as a second image and DP/LHD
+scalars, all at one step; starts
 TensorBoard on 127.0.0.1 at a free port; takes screenshots of the Images tab and of the Time Series tab; stops
 TensorBoard. Look at the PNGs it prints.
 
@@ -70,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     from l2h_lightning import Hierarchy, l2h
+    from l2h_lightning.explain.surprises import surprising_merges
     from l2h_lightning.metrics.functional import dendrogram_purity, lca_height_distance
     from l2h_lightning.views import figure_to_array, plot_dendrogram, plot_tree_card
 
@@ -89,15 +91,16 @@ def main(argv: list[str] | None = None) -> None:
     dp = float(dendrogram_purity(tree, logits, y))
     lhd = float(lca_height_distance(tree, logits, y, truth))
     title = f"L2H tree · epoch 3 · step {args.step} · DP {dp:.3f} · LHD {lhd:.3f}"
+    marks = surprising_merges(tree, truth, names=fine, group_names=coarse_names, top=3)
 
     run = args.out / "logs"
     if run.exists():
         shutil.rmtree(run)
     started = time.perf_counter()
-    card, _ = plot_tree_card(tree, fine, coarse, group_names=coarse_names, title=title)
+    card, _ = plot_tree_card(tree, fine, coarse, group_names=coarse_names, title=title, highlight=marks)
     card_image = figure_to_array(card)
     card_s = time.perf_counter() - started
-    full, _ = plot_dendrogram(tree, fine, coarse, group_names=coarse_names, title=title)
+    full, _ = plot_dendrogram(tree, fine, coarse, group_names=coarse_names, title=title, highlight=marks)
     full_image = figure_to_array(full)
     with SummaryWriter(str(run)) as writer:
         writer.add_scalar("l2h/dendrogram_purity", dp, args.step)
