@@ -27,6 +27,7 @@ def tensorboard_steps(log_dir):
     acc.Reload()
     images = acc.Images("l2h/dendrogram")
     text = acc.Tensors("l2h/tree/text_summary")
+    assert len(acc.Images("l2h/dendrogram_full")) == len(images)
     assert images and images[-1].width > 300 and "cat" in text[-1].tensor_proto.string_val[0].decode()
     return [e.step for e in acc.Scalars("l2h/dp")], [e.step for e in images], [e.step for e in text]
 
@@ -71,7 +72,8 @@ def test_every_logger_gets_images_text_html_and_json(tmp_path, monkeypatch):
     # W&B (offline): the logged media are in the run's files
     media = {p.relative_to(wandb_files / "media").parts[0] for p in (wandb_files / "media").rglob("*") if p.is_file()}
     assert {"images", "table", "html"} <= media
-    assert len(list((wandb_files / "media" / "images").rglob("*.png"))) == 2
+    images = sorted(p.name.split("_")[0] for p in (wandb_files / "media" / "images").rglob("*.png"))
+    assert images == ["dendrogram"] * 4  # card and full dendrogram, two validation runs
     assert "cat" in next((wandb_files / "media" / "table").rglob("*.json")).read_text()
 
     # MLflow: read back through its client
