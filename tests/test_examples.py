@@ -180,11 +180,21 @@ def test_family_shape_dtype_and_seed(name):
         make(0, 30, 0)
 
 
-def test_planted_family_is_the_benchmark_generator():
-    import bench_engine
-
-    noise, scale = bench_engine.calibrate(100, "cpu")
-    assert torch.equal(families.planted(3000, 100, 7), bench_engine.planted_logits(3000, 100, noise, scale, "cpu", 7))
+def test_planted_family_is_the_former_benchmark_generator():
+    """The generator benchmarks/bench_engine.py used before the families: written out again here, unchunked."""
+    n, k, seed = 3000, 100, 7
+    noise, scale = families.calibrate(k)
+    gen = torch.Generator().manual_seed(seed)
+    cls = torch.arange(k)
+    sim = torch.eye(k)
+    sim = torch.maximum(sim, 0.5 * (cls[:, None] // 10 == cls[None, :] // 10).float())
+    sim = torch.maximum(sim, 0.25 * (cls[:, None] // 100 == cls[None, :] // 100).float())
+    y = torch.randint(k, (n,), generator=gen)  # n * k < 2**20: one chunk
+    expected = scale * (sim[y] + noise * torch.randn(n, k, generator=gen))
+    x = families.planted(n, k, seed)
+    assert torch.equal(x, expected)
+    confidence, pred = x.softmax(1).max(1)
+    assert abs(float((pred == y).float().mean()) - 0.8) < 0.03 and abs(float(confidence.mean()) - 0.8) < 0.03
 
 
 def test_saturated_family_gaps():
