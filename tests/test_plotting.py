@@ -82,6 +82,10 @@ def test_chain_of_ten_thousand_png_and_svg(tmp_path):
     svg = save_dendrogram(tree, tmp_path / "chain.svg", names).read_text()
     assert svg.count("<text") >= K and ">class 0<" in svg and ">class 9999<" in svg  # every name, as text
     assert len(svg) < 8e6
+    fig, ax = plot_dendrogram(tree, names, support=torch.rand(K - 1), highlight=[K, 2 * K - 2])  # the top 150
+    labels = [t.get_text() for t in texts(ax, "leaf-label")]
+    assert len(labels) == 150 and labels[0] == "class 0 +9850" and labels[-1] == "class 9999"
+    figure_to_array(fig)
 
 
 def test_png_leaves_out_names_too_small_to_read_and_says_so(tmp_path):
