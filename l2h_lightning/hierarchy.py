@@ -22,7 +22,6 @@ _FORMAT = "l2h_lightning.Hierarchy"
 _VERSION = 1
 _MAX_INDENT = 32  # to_text indents at most this many levels; deeper lines carry their depth instead
 _INT_EVIDENCE = ("runner_up",)  # evidence entries that hold node ids (int64); every other entry is float64
-_BLOCK = 1 << 22  # elements per block of rho rows
 
 
 class Hierarchy:
@@ -330,51 +329,29 @@ class Hierarchy:
         rank[np.argsort(ids)] = np.arange(len(ids))
         return torch.from_numpy(rank[np.unique(top[:K], return_inverse=True)[1].reshape(-1)])
 
-    def _adjacent_rho(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The leaf order's position of every leaf, and rho between each pair of neighbours in that order.
-
-        rho is an ultrametric that grows towards the root, so rho(order[i], order[j]) = max(gap[i:j]).
-        """
-        K = self.num_leaves
-        order, _, end = self._span_lists()
-        gap = [0.0] * max(K - 1, 0)
-        sizes = self.sizes()
-        for i, ch in enumerate(self.children):
-            value = (sizes[K + i] - 1) / (K - 1)
-            for c in ch[:-1]:
-                gap[end[c] - 1] = value
-        position = torch.empty(K, dtype=torch.long)
-        position[torch.tensor(order, dtype=torch.long)] = torch.arange(K)
-        return position, torch.tensor(gap, dtype=torch.float64)
-
-    def _rho_rows(self, rows: torch.Tensor, position: torch.Tensor, gap: torch.Tensor) -> torch.Tensor:
-        """rho(rows[r], j) for every leaf j: (len(rows), K) float64."""
-        K = self.num_leaves
-        out = np.zeros((len(rows), K), dtype=np.float64)
-        if K > 1:
-            p = position[rows].numpy()[:, None]
-            t = np.arange(K - 1)[None, :]
-            g = gap.numpy()[None, :]
-            out[:, 1:] += np.maximum.accumulate(np.where(t >= p, g, 0.0), axis=1)  # max(gap[p..t]) = rho(p, t+1)
-            out[:, :-1] += np.maximum.accumulate(np.where(t < p, g, 0.0)[:, ::-1], axis=1)[:, ::-1]  # rho(p, t)
-        return torch.from_numpy(out[:, position.numpy()])
-
-    def _rho_blocks(self, block: int | None = None):
-        """Yield (leaf ids, rows of rho for them) in blocks, for pairwise sums without a K×K matrix."""
-        position, gap = self._adjacent_rho()
-        K = self.num_leaves
-        step = block or max(1, _BLOCK // K)
-        for s in range(0, K, step):
-            rows = torch.arange(s, min(K, s + step))
-            yield rows, self._rho_rows(rows, position, gap)
-
     def rho(self) -> torch.Tensor:
         """(K, K) float64 tensor: rho(i, j) = (leaves under LCA(i, j) - 1) / (K - 1), 0 on the diagonal."""
         K = self.num_leaves
-        out = torch.empty(K, K, dtype=torch.float64)
-        for rows, block in self._rho_blocks():
-            out[rows] = block
-        return out
+        out = np.zeros((K, K), dtype=np.float64)
+        if K > 1:
+            # in the dendrogram's leaf order every node's leaves are one range, and the pairs a node joins are
+            # the blocks between one child's range and its later siblings' ranges: each pair is written once
+            order, start, end = self._span_lists()
+            sizes = self.sizes()
+            for i, ch in enumerate(self.children):
+                value = (sizes[K + i] - 1) / (K - 1)
+                stop = end[K + i]
+                for c in ch[:-1]:  # rows: the later siblings' leaves (contiguous writes), columns: this child's
+                    out[end[c] : stop, start[c] : end[c]] = value
+            tile = 512  # mirror the lower triangle tile by tile: a whole-matrix transpose is cache-hostile
+            for r in range(0, K, tile):
+                for c in range(0, r + 1, tile):
+                    np.maximum(out[c : c + tile, r : r + tile], out[r : r + tile, c : c + tile].T, out=out[c : c + tile, r : r + tile])
+            if order != list(range(K)):
+                position = np.empty(K, dtype=np.int64)
+                position[order] = np.arange(K)
+                out = np.take(np.take(out, position, axis=0), position, axis=1)
+        return torch.from_numpy(out)
 
     # ------------------------------------------------------------------ formats
     def to_newick(self, names: Sequence[str] | None = None) -> str:

@@ -322,10 +322,7 @@ def test_from_levels_at_k_10000_and_coarse_groups():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_rho_in_blocks_matches_the_reference(seed, monkeypatch):
-    import l2h_lightning.hierarchy as hierarchy_module
-
-    monkeypatch.setattr(hierarchy_module, "_BLOCK", 7 * 13)  # blocks of 7 rows: several per tree
+def test_rho_of_binary_and_multifurcating_trees_matches_the_reference(seed):
     binary = tree_from_logits(k=13, seed=seed)
     np.testing.assert_array_equal(binary.rho().numpy(), reference_rho(13, binary.children))
     leaf_parents = np.random.default_rng(seed).permutation([13, 13, 13, 14, 14, 15, 15, 15, 15, 16, 16, 16, 16]).tolist()
