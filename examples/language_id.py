@@ -329,14 +329,15 @@ class Languages:
 
 
 def _name(code: str) -> str:
-    import langcodes
+    import importlib.util
 
-    try:
-        return langcodes.Language.get(code).display_name()
-    except ImportError:  # langcodes needs the optional language_data package for names; Django knows its own
+    if importlib.util.find_spec("language_data") is None:  # langcodes' optional name data; Django knows its own
         from django.conf.locale import LANG_INFO
 
         return LANG_INFO.get(code, {}).get("name", code)
+    import langcodes
+
+    return langcodes.Language.get(code).display_name()
 
 
 def languages(labels: list[str]) -> Languages:
