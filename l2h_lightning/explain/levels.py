@@ -13,7 +13,7 @@ probability they keep when all of them go to the partner. The score of the cut i
 
     drop(n) = log lift_{K-n-1} - log lift_{K-n},
 
-and `suggest_cuts` returns the n with the largest positive drops. ``method="partner_value"`` uses the raw A_i
+and `suggest_cuts` returns the n with the largest positive drops (above a rounding-noise threshold). ``method="partner_value"`` uses the raw A_i
 instead of the lift (the direct reading of "where the partner values drop"); docs/insight.md compares the two.
 Cost: O(K).
 """
@@ -50,11 +50,13 @@ def cut_scores(tree: Hierarchy, *, method: str = "lift") -> torch.Tensor:
     return out
 
 
-def suggest_cuts(tree: Hierarchy, *, max_suggestions: int = 3, method: str = "lift") -> list[int]:
+def suggest_cuts(
+    tree: Hierarchy, *, max_suggestions: int = 3, method: str = "lift", min_drop: float = 1e-6
+) -> list[int]:
     """Numbers of groups at which `tree` is most natural to read, best first (see the module doc).
 
-    Only cuts with a positive drop are suggested; equal drops: fewer groups first. Needs ``tree.evidence``
-    (trees from `l2h` carry it).
+    Only cuts whose drop exceeds `min_drop` are suggested (the default only ignores rounding noise in equal
+    lifts); equal drops: fewer groups first. Needs ``tree.evidence`` (trees from `l2h` carry it).
 
     Example:
         >>> from l2h_lightning import Hierarchy
@@ -65,8 +67,10 @@ def suggest_cuts(tree: Hierarchy, *, max_suggestions: int = 3, method: str = "li
     """
     if isinstance(max_suggestions, bool) or int(max_suggestions) != max_suggestions or max_suggestions < 0:
         raise ValueError(f"max_suggestions must be a non-negative integer, got {max_suggestions!r}")
+    if not min_drop >= 0:
+        raise ValueError(f"min_drop must be a non-negative number, got {min_drop!r}")
     scores = cut_scores(tree, method=method).tolist()
-    ranked = sorted((n for n, s in enumerate(scores) if s > 0), key=lambda n: (-scores[n], n))
+    ranked = sorted((n for n, s in enumerate(scores) if s > min_drop), key=lambda n: (-scores[n], n))
     return ranked[: int(max_suggestions)]
 
 
