@@ -1,4 +1,4 @@
-"""See the tree's TensorBoard card as a user sees it: an event file, a local TensorBoard, a headless Chromium screenshot.
+"""See the tree's TensorBoard card as a user sees it: an event file, a local TensorBoard, headless Chromium screenshots.
 
 Writes a small run (CIFAR-100's 100 class names and 20 superclasses, synthetic logits, so no download) with the
 card image (`plot_tree_card`, its 3 most surprising merges marked), the full dendrogram as a second image and DP/LHD
@@ -40,7 +40,7 @@ def cifar100_taxonomy() -> tuple[list[str], list[str], list[int]]:
 def synthetic_logits(
     coarse: list[int], per_class: int, seed: int, superclass: float = 1.6
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits of a half-trained classifier: its class, and more weakly (`superclass`) the class's superclass, stand out."""
+    """Logits of a half-trained classifier: its class and, more weakly (`superclass`), its superclass stand out."""
     g = torch.Generator().manual_seed(seed)
     K = len(coarse)
     y = torch.arange(K).repeat_interleave(per_class)

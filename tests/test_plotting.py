@@ -1,4 +1,5 @@
 import importlib.util
+import json
 import subprocess
 import sys
 import warnings
@@ -267,4 +268,8 @@ def test_pdf_and_html(tmp_path):
     names = [f"class {i}" for i in range(40)]
     page = save_dendrogram(tree, tmp_path / "t.html", names, [i % 3 for i in range(40)], group_names=["x", "y", "z"],
                            support=torch.rand(39), highlight=[70]).read_text()
-    assert page.startswith("<!DOCTYPE html>") and "class 39" in page and '"node": 70' in page.replace('"node":70', '"node": 70')
+    assert page.startswith("<!DOCTYPE html>")
+    data = json.loads(page.split('id="l2h-data">', 1)[1].split("</script>", 1)[0])  # what the page carries
+    flat = json.dumps(data)
+    assert "class 39" in flat and '"z"' in flat
+    assert [(m["node"], m["rank"]) for m in data["sur"]] == [(70, 1)]  # a plain id arrives as a ranked record

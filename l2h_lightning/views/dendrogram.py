@@ -137,7 +137,9 @@ def _check_inputs(
     if support is not None:
         support = torch.as_tensor(support).detach().cpu().double().numpy()
         if support.shape != (K - 1,):
-            raise ValueError(f"support must have shape ({K - 1},), one value per internal node, got {tuple(support.shape)}")
+            raise ValueError(
+                f"support must have shape ({K - 1},), one value per internal node, got {tuple(support.shape)}"
+            )
         if not (np.isfinite(support).all() and (support >= 0).all() and (support <= 1).all()):
             raise ValueError("support must hold values in [0, 1] (fractions of bootstrap trees), got values outside")
     marks = []
@@ -495,8 +497,8 @@ def plot_tree_card(
                 start += share
             top_group, c = counts[0]
             share = "" if c == len(leaves) else f" {100 * c / len(leaves):.0f}%"
-            text = _fit(_group_name(group_names, top_group), int(group_col * width / (char_in * CARD_FONT_PT)) - len(share))
-            text += share
+            fits = int(group_col * width / (char_in * CARD_FONT_PT)) - len(share)
+            text = _fit(_group_name(group_names, top_group), fits) + share
             ax.text(right, r, text, transform=beside, fontsize=CARD_FONT_PT, va="center", ha="right",
                     color=_darker(colour_of[top_group]), clip_on=False, gid="group-name")
         x += strip + 0.05 / width
