@@ -258,7 +258,7 @@ CASES = [
     ("module-float-target-fraction", lambda: DendrogramPurity().update(tree_mode_batch()[0], tree_mode_batch()[1] + 0.7), "target must hold integer class ids, got dtype torch.float32"),
     ("module-float-target-integral", lambda: HierarchyMetrics().update(tree_mode_batch()[0], tree_mode_batch()[1].float()), "target must hold integer class ids"),
     ("module-fixed-float-target", lambda: DendrogramPurity(hierarchy=TREE).update(PREDS, TARGET + 0.7), "target must hold integer ids"),
-    ("module-negative-target", lambda: DendrogramPurity().update(tree_mode_batch()[0], -tree_mode_batch()[1] - 1), "target has class ids outside 0 (min"),
+    ("module-negative-target", lambda: DendrogramPurity().update(tree_mode_batch()[0], -tree_mode_batch()[1] - 1), "target has negative class ids (min -4)"),
     ("module-target-beyond-num-classes", lambda: HierarchyMetrics(target_hierarchy=TRUTH).update(tree_mode_batch()[0], torch.full((6,), 4)), "target has class ids outside 0..3"),
     ("module-fixed-target-beyond", lambda: DendrogramPurity(hierarchy=TREE, num_classes=2).update(PREDS, TARGET), "target has ids outside 0..1"),
     ("module-nan-logits", lambda: DendrogramPurity().update(torch.tensor([[0.0, NAN], [1.0, 2.0]]), torch.tensor([0, 1])), "NaN or infinite entries in 1 of 2 row(s)"),

@@ -416,3 +416,19 @@ def test_fixed_tree_modules_on_a_chain(deep):
         lhd.update(preds[s : s + 3000], target[s : s + 3000])
     assert float(dp.compute()) == pytest.approx(float(dendrogram_purity(deep, preds, target)), rel=1e-12)
     assert float(lhd.compute()) == pytest.approx(float(lca_height_distance(deep, preds, target)), rel=1e-12)
+
+
+def test_tree_mode_keeps_compact_copies_and_a_refused_batch_changes_nothing():
+    big = torch.randn(1000, 8)
+    metric = DendrogramPurity(store_dtype=torch.float16)
+    metric.update(big[10:20], torch.arange(10) % 4)
+    kept = metric.logits[-1]
+    assert kept.untyped_storage().nbytes() == 10 * 8 * 2  # not the 1000-row tensor it was sliced from
+    with pytest.raises(ValueError, match="exceed the range of store_dtype"):
+        metric.update(torch.full((3, 8), 1e6), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="number of clusters changed"):
+        metric.update(torch.randn(3, 5), torch.zeros(3, dtype=torch.long))
+    assert len(metric.logits) == 2 and metric._seen == 10  # the placeholder and the one accepted batch
+    stored = big[10:20].half().float()  # what the metric scores: the logits as float16 kept them
+    expected = dendrogram_purity(l2h(stored), stored, torch.arange(10) % 4)
+    assert float(metric.compute()) == pytest.approx(float(expected))

@@ -113,24 +113,21 @@ class _TreeMetric(Metric):
             raise ValueError(f"target must hold integer class ids, got dtype {target.dtype}")
         if target.numel():
             low, high = int(target.min()), int(target.max())
-            if low < 0 or (self.num_classes is not None and high >= self.num_classes):
-                top = "" if self.num_classes is None else f"..{self.num_classes - 1}"
-                raise ValueError(f"target has class ids outside 0{top} (min {low}, max {high})")
+            if low < 0:
+                raise ValueError(f"target has negative class ids (min {low})")
+            if self.num_classes is not None and high >= self.num_classes:
+                raise ValueError(f"target has class ids outside 0..{self.num_classes - 1} (max {high})")
         bad = int((~preds.isfinite()).any(1).sum())
         if bad:
             raise ValueError(f"preds: the logits have NaN or infinite entries in {bad} of {preds.shape[0]} row(s)")
         K = preds.shape[1]
-        if self._K is None:
-            self._K = K
-            self.num_clusters.fill_(K)
-        elif K != self._K:
+        if self._K is not None and K != self._K:
             raise ValueError(f"the number of clusters changed between batches: {self._K} before, {K} now")
         if self.max_samples is not None:
             room = self.max_samples - self._seen
             if room < preds.shape[0]:
                 rank_zero_warn(f"max_samples={self.max_samples} reached: the metric keeps the first {self.max_samples} points")
                 preds, target = preds[: max(room, 0)], target[: max(room, 0)]
-        self._seen += preds.shape[0]
         # always a compact copy: a kept view of a slice would hold its whole base tensor alive
         kept = preds.detach().to(self.store_dtype, copy=True).contiguous()
         if preds.dtype != self.store_dtype:
@@ -141,6 +138,10 @@ class _TreeMetric(Metric):
                     f"(largest {torch.finfo(self.store_dtype).max:g}) and would be stored as infinities; "
                     "pass a wider store_dtype such as torch.float32"
                 )
+        if self._K is None:
+            self._K = K
+            self.num_clusters.fill_(K)
+        self._seen += preds.shape[0]
         self.logits.append(kept.reshape(-1))
         self.target.append(target.detach().long().clone())
 

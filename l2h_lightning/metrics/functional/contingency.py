@@ -141,12 +141,6 @@ def _class_blocks(tree: Hierarchy, counts: torch.Tensor):
         yield rows[:, end] - rows[:, start]
 
 
-def _children_sum(tree: Hierarchy, node_rows: torch.Tensor) -> torch.Tensor:
-    """For every node, the sum of its children's rows (zero for leaves)."""
-    parents = tree.parents.to(node_rows.device)[:-1]  # every node but the root (the last) has a parent
-    return torch.zeros_like(node_rows).index_add_(0, parents, node_rows[:-1])
-
-
 def _heights(tree: Hierarchy, device: torch.device) -> torch.Tensor:
     """rho of every node: (leaves under it - 1) / (K - 1); 0 when K = 1."""
     sizes = torch.tensor(tree.sizes(), dtype=torch.float64, device=device)
