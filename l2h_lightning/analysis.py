@@ -19,6 +19,8 @@ from .hierarchy import Hierarchy
 from .metrics.functional import contingency_table, hierarchy_scores
 
 FORMATS = (".pt", ".npy", ".npz", ".csv")
+TOP_PRINTED = 5  # surprising merges printed (and marked on the dendrograms)
+MIN_DROP = 1e-6  # suggested cuts need at least this drop in log lift (see explain.levels)
 
 
 class _BadFile(ValueError):
@@ -235,22 +237,33 @@ def analyze(
     group_names: Sequence[str] | None = None,
     inplace: bool = False,
     process_group: Any = None,
+    support: int = 0,
+    seed: int = 0,
+    surprises: int = 20,
+    reload: Callable[[], torch.Tensor] | None = None,
 ) -> dict[str, Any]:
-    """Build the L2H tree of `logits` (N, K), score it when `target` is given, and optionally write the results.
+    """Build the L2H tree of `logits` (N, K), score it when `target` is given, explain it, and optionally write
+    the results.
 
     Args:
-        group_names: names of the coarsest level of `target_hierarchy`'s groups (for the pictures' legend).
-        inplace: let the engine overwrite `logits` (memory-bounded); do not use them afterwards.
+        group_names: names of the coarsest level of `target_hierarchy`'s groups (legend, surprise labels).
+        inplace: let the engine overwrite `logits` (memory-bounded); they are not used afterwards: what needs
+            them again (clade support, the points behind surprising merges) gets them from `reload`.
         process_group: a `torch.distributed` group: every process passes its own rows (and their targets);
             all get the same tree and the same metrics (from the summed contingency table). Pass `out_dir`
             on one process only.
+        support: number of bootstrap replicates for clade support (0: none); `seed` seeds them.
+        surprises: with `target_hierarchy`, how many of the most surprising merges to keep.
+        reload: returns the logits unchanged (e.g. memory-maps the file again) after an in-place run.
 
-    Returns ``{"num_points", "num_classes", "seconds", "aggregation", "hierarchy", "metrics", "files",
-    "failures"}``. With `out_dir`, writes ``tree.json`` (`Hierarchy.to_dict()` and the names), ``tree.nwk``,
-    with targets ``metrics.json``, ``tree.html`` (the explorable tree: fold, search, hover), then ``dendrogram.png`` (the top 150 subtrees when K is larger, plus
-    ``dendrogram_full.svg`` with every leaf). Each file is written on its own (through a temporary name, so no
-    half-written file is left): one that fails is listed in ``failures`` (file name -> reason) and the others
-    are still written.
+    Returns ``{"num_points", "num_classes", "seconds", "aggregation", "hierarchy", "metrics", "surprises",
+    "cuts", "support", "files", "failures"}``. With `out_dir`, writes ``tree.json`` (`Hierarchy.to_dict()`,
+    the names and the support), ``tree.nwk``, with targets ``metrics.json``, with `target_hierarchy`
+    ``surprises.json``, ``cuts.json`` (the suggested cuts, their groups and level scores), ``tree.html`` (the
+    explorable tree: fold, search, hover), then ``dendrogram.png`` (the top 150 subtrees when K is larger,
+    plus ``dendrogram_full.svg`` with every leaf). Each file is written on its own (through a temporary name,
+    so no half-written file is left): one that fails is listed in ``failures`` (file name -> reason) and the
+    others are still written.
 
     Example:
         >>> import torch
@@ -263,14 +276,17 @@ def analyze(
         raise ValueError(f"names has {len(names)} entries but the logits have K = {K} columns")
     if target is not None and logits.ndim == 2 and target.shape[0] != logits.shape[0]:
         raise ValueError(f"target has {target.shape[0]} labels but the logits have N = {logits.shape[0]} rows")
+    if reload is None:
+        reload = (lambda: logits) if not inplace else None
     # the table needs the argmax before an in-place engine run overwrites the logits
     counts = _counts(logits, target, target_hierarchy, process_group) if target is not None else None
-    num_points = _all_sum(torch.tensor(logits.shape[0]), process_group).item()
+    num_points = _all_sum(torch.tensor(logits.shape[0], device=logits.device), process_group).item()
     start = time.perf_counter()
-    tree = l2h(logits, aggregation, **_engine_options(inplace, process_group))
+    tree = l2h(logits, aggregation, inplace=inplace, process_group=process_group)
     if logits.is_cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - start
+    del logits  # after an in-place run it holds the engine's scratch values
     metrics = None
     if counts is not None:
         scores = hierarchy_scores(tree, target_hierarchy=target_hierarchy, counts=counts)
@@ -282,27 +298,97 @@ def analyze(
         "aggregation": aggregation,
         "hierarchy": tree,
         "metrics": metrics,
+        "surprises": None,
+        "cuts": None,
+        "support": None,
         "files": [],
         "failures": {},
     }
+    _explain(result, counts, names, target_hierarchy, group_names, support, seed, surprises, reload, process_group)
     if out_dir is not None:
-        result["files"], result["failures"] = _write(result, Path(out_dir), names, target_hierarchy, group_names)
+        files, failures = _write(result, Path(out_dir), names, target_hierarchy, group_names)
+        result["files"] = files
+        result["failures"].update(failures)
     return result
 
 
-def _engine_options(inplace: bool, process_group: Any) -> dict[str, Any]:
-    import inspect
+def _explain(
+    result: dict,
+    counts: torch.Tensor | None,
+    names: Sequence[str] | None,
+    truth: Hierarchy | None,
+    group_names: Sequence[str] | None,
+    n_boot: int,
+    seed: int,
+    top: int,
+    reload: Callable[[], torch.Tensor] | None,
+    group: Any,
+) -> None:
+    """Surprising merges (with a truth), suggested cuts and clade support (with `n_boot`), each on its own: one
+    that fails is recorded in ``result["failures"]`` and the others are still computed."""
+    from .explain import clade_support, cut_scores, suggest_cuts, surprising_merges
 
-    parameters = inspect.signature(l2h).parameters
-    accepted = set(parameters)
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        accepted |= {"inplace", "process_group"}
-    if process_group is not None and "process_group" not in accepted:
-        raise ValueError("this version of l2h has no process_group= option")
-    options = {"process_group": process_group} if process_group is not None else {}
-    if "inplace" in accepted:  # only an optimisation: an engine without it leaves the logits alone
-        options["inplace"] = inplace
-    return options
+    tree: Hierarchy = result["hierarchy"]
+    if n_boot:  # first: on several processes every one must take part in its engine runs
+        try:
+            if reload is None:
+                raise ValueError("the logits were overwritten and there is no way to read them again")
+            result["support"] = clade_support(reload(), tree, n_boot=n_boot, seed=seed,
+                                              aggregation=result["aggregation"], process_group=group)
+        except Exception as err:
+            result["failures"]["support"] = _one_line(err)
+    if truth is not None and tree.num_leaves > 1:
+        try:
+            # point indices are this process's own rows: only meaningful on one process
+            logits = reload() if reload is not None and group is None else None
+            legend = group_names if truth.coarse_groups() == truth.levels[-1].tolist() else None
+            records = surprising_merges(tree, truth, logits=logits, counts=counts, names=names, group_names=legend,
+                                        top=top)
+            result["surprises"] = [_jsonable(r) for r in records]
+        except Exception as err:
+            result["failures"]["surprises.json"] = _one_line(err)
+    if tree.evidence and tree.num_leaves > 2:
+        try:
+            drops = cut_scores(tree)
+            # drops at rounding level (e.g. a chain from all-equal logits) are no reason to read a cut
+            cuts = [n for n in suggest_cuts(tree) if drops[n] > MIN_DROP]
+            result["cuts"] = [{**_cut(tree, n, counts, truth, names), "drop": float(drops[n])} for n in cuts]
+        except Exception as err:
+            result["failures"]["cuts.json"] = _one_line(err)
+
+
+def _cut(tree: Hierarchy, n: int, counts: torch.Tensor | None, truth: Hierarchy | None, names: Any) -> dict:
+    """One suggested cut: its groups (class names, in the dendrogram's order) and, with targets and a truth,
+    NMI/ARI/ACC of that grouping of the points against every truth level."""
+    from .metrics.functional.level_scores import _acc, _ari, _nmi
+
+    cut = tree.cut(n).tolist()
+    record: dict[str, Any] = {"groups": n, "members": _groups_of(tree, n, names)}
+    if counts is not None and truth is not None and truth.levels and counts.sum() > 0:
+        pred = torch.tensor(cut)
+        scores = {}
+        for i, level in enumerate(truth.levels, start=1):
+            true = torch.unique(level, return_inverse=True)[1]
+            table = torch.zeros(n, int(true.max()) + 1, dtype=torch.float64)
+            c = counts.double().cpu()
+            table.index_put_((pred[:, None].expand_as(c), true[None, :].expand_as(c)), c, accumulate=True)
+            scores.update({f"level{i}/nmi": float(_nmi(table)), f"level{i}/ari": float(_ari(table)),
+                           f"level{i}/acc": float(_acc(table))})
+        record["level_scores"] = scores
+    return record
+
+
+def _jsonable(value: Any) -> Any:
+    """Records as strict JSON: tensors and tuples to lists, NaN and infinities to None."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _all_sum(x: torch.Tensor, group: Any) -> torch.Tensor:
@@ -356,21 +442,33 @@ def _write(
     out.mkdir(parents=True, exist_ok=True)
     tree: Hierarchy = result["hierarchy"]
     groups = _groups(tree, truth, group_names)
-    legend = {"group_names": group_names} if group_names is not None else {}
+    support = result["support"]
+    picture: dict[str, Any] = {"group_names": group_names} if group_names is not None else {}
+    if support is not None:
+        picture["support"] = support
+    if result["surprises"]:
+        picture["highlight"] = result["surprises"][:TOP_PRINTED]
     names_list = list(names) if names is not None else None
+    tree_json = {**tree.to_dict(), "names": names_list, "support": None if support is None else support.tolist()}
     # the small files people and programs read first, then the pictures (slowest, and the likeliest to fail)
     outputs: list[tuple[str, Callable[[Path], Any]]] = [
-        ("tree.json", lambda p: _text(p, json.dumps({**tree.to_dict(), "names": names_list}))),
+        ("tree.json", lambda p: _text(p, json.dumps(_jsonable(tree_json)))),
         ("tree.nwk", lambda p: _text(p, tree.to_newick(names) + "\n")),
     ]
     if result["metrics"] is not None:
         head = {k: result[k] for k in ("num_points", "num_classes", "seconds", "aggregation")}
-        metrics = {k: v if math.isfinite(v) else None for k, v in result["metrics"].items()}  # JSON has no NaN
-        outputs.append(("metrics.json", lambda p: _text(p, json.dumps({**head, **metrics}, indent=1))))
-    outputs.append(("tree.html", lambda p: save_html(tree, p, **_page(result, names, groups, group_names))))
-    outputs.append(("dendrogram.png", lambda p: save_dendrogram(tree, p, names, groups, max_leaves=MAX_LEAVES, **legend)))
+        cuts = {"suggested_cuts": [c["groups"] for c in result["cuts"]]} if result["cuts"] is not None else {}
+        metrics = _jsonable({**head, **result["metrics"], **cuts})  # JSON has no NaN: null
+        outputs.append(("metrics.json", lambda p: _text(p, json.dumps(metrics, indent=1))))
+    if result["surprises"] is not None:
+        outputs.append(("surprises.json", lambda p: _text(p, json.dumps(result["surprises"], indent=1))))
+    if result["cuts"] is not None:
+        outputs.append(("cuts.json", lambda p: _text(p, json.dumps(result["cuts"], indent=1))))
+    page = _page(result, names, groups, group_names)
+    outputs.append(("tree.html", lambda p: save_html(tree, p, **page)))
+    outputs.append(("dendrogram.png", lambda p: save_dendrogram(tree, p, names, groups, max_leaves=MAX_LEAVES, **picture)))
     if tree.num_leaves > MAX_LEAVES:
-        outputs.append(("dendrogram_full.svg", lambda p: save_dendrogram(tree, p, names, groups, **legend)))
+        outputs.append(("dendrogram_full.svg", lambda p: save_dendrogram(tree, p, names, groups, **picture)))
     files, failures = [], {}
     for name, write in outputs:
         try:
@@ -394,6 +492,8 @@ def _page(result: dict, names: Any, groups: Any, group_names: Any) -> dict[str, 
         "group_names": group_names if groups is not None else None,
         "title": f"L2H tree of {result['num_points']} points over {result['num_classes']} classes ({result['aggregation']})",
         "metrics": {k: v for k, v in metrics.items() if math.isfinite(v)},
+        "support": result["support"],
+        "surprises": result["surprises"],
     }
 
 
@@ -411,7 +511,8 @@ def _one_line(err: BaseException) -> str:
 
 
 def summary(result: dict[str, Any], names: Sequence[str] | None = None, groups: int = 4, shown: int = 8) -> str:
-    """A few lines for people: sizes, time, metrics, and the classes in the top-level groups."""
+    """A few lines for people: sizes, time, metrics, the classes in the top-level groups, and what `analyze`
+    found: the most surprising merges, the suggested cuts, the clade support."""
     tree: Hierarchy = result["hierarchy"]
     K = tree.num_leaves
     lines = [f"{result['num_points']} points, {K} classes: L2H ({result['aggregation']}) in {result['seconds']:.3f} s"]
@@ -419,13 +520,36 @@ def summary(result: dict[str, Any], names: Sequence[str] | None = None, groups: 
         lines.append(f"  {name:<16} {value:.4f}")
     if K > 1:
         n = min(groups, K)
-        cut = tree.cut(n).tolist()
-        label = (lambda i: str(names[i])) if names is not None else str
-        members: list[list[str]] = [[] for _ in range(n)]
-        for leaf in tree.leaves(tree.root):
-            members[cut[leaf]].append(label(leaf))
         lines.append(f"top {n} groups of the tree:")
-        for group in members:
-            more = f" ... (+{len(group) - shown})" if len(group) > shown else ""
-            lines.append(f"  [{len(group)}] " + ", ".join(group[:shown]) + more)
+        lines += [f"  {_members(group, shown)}" for group in _groups_of(tree, n, names)]
+    if result.get("surprises"):
+        lines.append(f"most surprising merges (of {K - 1}):")
+        for r in result["surprises"][:TOP_PRINTED]:
+            level = "" if r["truth_level"] is None else f", joined at truth level {r['truth_level']:g}"
+            lines.append(f"  {r['surprise']:.3f}  node {r['node']}: {r['label']}{level}")
+    if result.get("cuts"):
+        lines.append("suggested cuts: " + ", ".join(f"{c['groups']} groups" for c in result["cuts"]))
+        for c in result["cuts"]:
+            scores = c.get("level_scores") or {}
+            if scores:
+                text = "; ".join(f"{k} {v:.3f}" for k, v in scores.items() if k.endswith(("/nmi", "/ari")))
+                lines.append(f"  {c['groups']} groups: {text}")
+    support = result.get("support")
+    if support is not None and support.numel():
+        lines.append(f"clade support: {int((support >= 0.9).sum())} of {support.numel()} clades in >= 90% of the "
+                     f"bootstrap trees, median {float(support.median()):.2f}")
     return "\n".join(lines)
+
+
+def _groups_of(tree: Hierarchy, n: int, names: Sequence[str] | None) -> list[list[str]]:
+    """The classes of each group when `tree` is cut into `n` groups, in the dendrogram's order."""
+    cut = tree.cut(n).tolist()
+    members: list[list[str]] = [[] for _ in range(n)]
+    for leaf in tree.leaves(tree.root):
+        members[cut[leaf]].append(str(names[leaf]) if names is not None else str(leaf))
+    return members
+
+
+def _members(group: list[str], shown: int) -> str:
+    more = f" ... (+{len(group) - shown})" if len(group) > shown else ""
+    return f"[{len(group)}] " + ", ".join(group[:shown]) + more

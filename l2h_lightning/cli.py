@@ -37,10 +37,26 @@ def _parser() -> argparse.ArgumentParser:
     analyze.add_argument("--group-names", help="names of the groups of the coarsest --levels level (text file, one "
                          "per line, or a JSON list), for the legend")
     analyze.add_argument("--aggregation", default="cluster_mean", choices=AGGREGATIONS)
+    analyze.add_argument("--support", type=_count, default=0, metavar="N", help="clade support from N bootstrap "
+                         "replicates (about N more engine runs; default 0: none)")
+    analyze.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates (default 0)")
+    analyze.add_argument("--surprises", type=_count, default=20, metavar="N", help="with --levels: how many of the "
+                         "most surprising merges to write to surprises.json (default 20; the top 5 are printed)")
     analyze.add_argument("--device", default="cpu", help="where to run the engine: cpu or cuda")
     analyze.add_argument("--out", default="l2h_out", help="output folder (default: l2h_out)")
     analyze.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
     return parser
+
+
+def _count(text: str) -> int:
+    """argparse type: a whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
 
 
 class _Distributed:
@@ -150,9 +166,16 @@ def _analyze(args: argparse.Namespace) -> int:
         rows, labels = dist.total(logits.shape[0], -1 if target is None else target.shape[0])
         if target is not None and labels != rows:
             raise ValueError(f"--target {args.target}: has {labels} labels but the logits have N = {rows} rows")
+
+        def reload() -> Any:  # the logits as in the file, after the engine overwrote its copy
+            return load_logits(args.logits, shard=dist.shard).to(dist.device)
+
+        owned = [logits.to(dist.device)]
+        del logits  # analyze holds the only reference, so the overwritten copy is freed once the tree is built
         result = analyze(
-            logits.to(dist.device), target, names, truth, args.aggregation, out,
+            owned.pop(), target, names, truth, args.aggregation, out,
             group_names=group_names, inplace=True, process_group=dist.group,
+            support=args.support, seed=args.seed, surprises=args.surprises, reload=reload,
         )
     except ValueError as err:
         return _error(err) if dist.rank == 0 else 2

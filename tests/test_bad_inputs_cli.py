@@ -137,7 +137,7 @@ def test_a_failing_output_costs_only_itself(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert lines == [f"l2h: error: could not write {out / 'dendrogram.png'}: RecursionError: maximum recursion depth exceeded"]
-    assert sorted(p.name for p in out.iterdir()) == ["metrics.json", "tree.html", "tree.json", "tree.nwk"]  # no partial file
+    assert sorted(p.name for p in out.iterdir()) == ["cuts.json", "metrics.json", "tree.html", "tree.json", "tree.nwk"]  # no partial file
     assert "points, 12 classes" in captured.out
 
 

@@ -114,7 +114,8 @@ def test_one_class_wins_every_row_a_chain_through_the_real_engine(tmp_path):
     saved = Hierarchy.from_dict(json.loads((tmp_path / "o" / "tree.json").read_text()))
     assert saved == l2h(logits) == _chain(K)
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == [
-        "dendrogram.png", "dendrogram_full.svg", "metrics.json", "tree.html", "tree.json", "tree.nwk"]
+        "cuts.json", "dendrogram.png", "dendrogram_full.svg", "metrics.json", "tree.html", "tree.json", "tree.nwk"]
+    assert json.loads((tmp_path / "o" / "cuts.json").read_text()) == []  # all-equal logits: no level stands out
 
 
 def test_chain_of_10000_classes_every_output(tmp_path, monkeypatch, capsys):
@@ -219,3 +220,65 @@ def test_group_names_in_the_legend_and_the_html(data, monkeypatch):
     assert "animals" in page and "vehicles" in page and "class 11" in page
     metrics = json.loads((out / "metrics.json").read_text())
     assert f'["DP","{metrics["dp"]:.4g}"]' in page  # the heading shows the scores
+
+
+def _planted(tmp_path, n=1200, k=12, seed=0):
+    """Superclasses {0,1,2}, {3,4,5}, ... whose classes confuse each other, and one spurious pair across them:
+    classes 0 and 11 put their second choice on each other."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(k, (n,), generator=g)
+    same = (torch.arange(k)[:, None] // 3 == torch.arange(k)[None, :] // 3).float()
+    logits = 6 * torch.eye(k)[y] + 2.5 * same[y] + 0.8 * torch.randn(n, k, generator=g)
+    logits[y == 0, 11] += 4.5
+    logits[y == 11, 0] += 4.5
+    np.save(tmp_path / "logits.npy", logits.numpy())
+    np.save(tmp_path / "target.npy", y.numpy())
+    (tmp_path / "levels.json").write_text(json.dumps([[i // 3 for i in range(k)], [i // 6 for i in range(k)]]))
+    (tmp_path / "names.txt").write_text("\n".join(f"c{i}" for i in range(k)))
+    return logits, y
+
+
+def test_insight_outputs_surprises_cuts_support(tmp_path, capsys):
+    from l2h_lightning.explain import clade_support, suggest_cuts, surprising_merges
+
+    logits, y = _planted(tmp_path)
+    out = tmp_path / "o"
+    code = main(["analyze", str(tmp_path / "logits.npy"), "--target", str(tmp_path / "target.npy"), "--levels",
+                 str(tmp_path / "levels.json"), "--names", str(tmp_path / "names.txt"), "--support", "20",
+                 "--surprises", "3", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    tree = l2h(logits)
+    truth = Hierarchy.from_levels(json.loads((tmp_path / "levels.json").read_text()))
+    names = [f"c{i}" for i in range(12)]
+    counts = torch.zeros(12, 12, dtype=torch.long).index_put_((logits.argmax(1), y), torch.tensor(1), accumulate=True)
+    expected = surprising_merges(tree, truth, logits=logits, counts=counts, names=names, top=3)
+    saved = json.loads((out / "surprises.json").read_text())
+    assert [r["node"] for r in saved] == [r["node"] for r in expected]
+    assert saved[0]["points"] == list(expected[0]["points"])
+    assert sorted(saved[0]["leaves"][0] + saved[0]["leaves"][1]) == [0, 11]  # the planted spurious pair first
+    assert "most surprising merges (of 11):" in printed and f"node {saved[0]['node']}: c0 + c11" in printed.replace(
+        "c11 + c0", "c0 + c11")
+    cuts = json.loads((out / "cuts.json").read_text())
+    assert [c["groups"] for c in cuts] == suggest_cuts(tree)
+    for c in cuts:
+        assert sorted(sum(c["members"], [])) == sorted(names) and len(c["members"]) == c["groups"]
+        assert set(c["level_scores"]) == {f"level{i}/{m}" for i in (1, 2) for m in ("nmi", "ari", "acc")}
+    assert json.loads((out / "metrics.json").read_text())["suggested_cuts"] == [c["groups"] for c in cuts]
+    support = json.loads((out / "tree.json").read_text())["support"]
+    torch.testing.assert_close(torch.tensor(support, dtype=torch.float64), clade_support(logits, tree, n_boot=20))
+    assert "clade support:" in printed and "suggested cuts:" in printed
+
+
+def test_a_cut_at_a_truth_level_scores_like_the_level_scores(tmp_path):
+    from l2h_lightning.analysis import _cut
+
+    logits, y = _planted(tmp_path, seed=1)
+    tree = l2h(logits)
+    truth = Hierarchy.from_levels(json.loads((tmp_path / "levels.json").read_text()))
+    expected = hierarchy_scores(tree, logits, y, truth)
+    counts = torch.zeros(12, 12, dtype=torch.long).index_put_((logits.argmax(1), y), torch.tensor(1), accumulate=True)
+    for level, groups in ((1, 4), (2, 2)):
+        scores = _cut(tree, groups, counts, truth, None)["level_scores"]
+        for m in ("nmi", "ari", "acc"):
+            assert scores[f"level{level}/{m}"] == pytest.approx(float(expected[f"level{level}/{m}"]))
