@@ -194,7 +194,7 @@ def _draw(
     segs, clade = _segments(tree, lay)
     if sideways:
         segs = segs[..., ::-1]
-    if support is not None:  # ten shades: one path each, instead of one SVG element per segment
+    if support is not None:  # eleven shades (0, 0.1, ..., 1): one path each, not one SVG element per segment
         shade = np.rint(10 * np.where(clade >= K, support[np.maximum(clade - K, 0)], 1.0)) / 10
     else:
         shade = np.ones(len(segs))
