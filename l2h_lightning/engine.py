@@ -39,6 +39,7 @@ import torch
 from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
+LISTED = 32  # next-best columns kept for points that lose their argmax to a never-predicted class
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
 
@@ -205,7 +206,12 @@ class _Points:
         self.r = self.assign.clone()
         self.top = torch.zeros(N, dtype=self.dtype, device=device)
         self.rest = torch.full((N,), math.nan, dtype=torch.float64, device=device)
-        self.rest_full = self.rest.clone()
+        self.floor = self.rest.clone()  # below this, a rest updated by subtraction has lost too many bits
+        # for points that lost their argmax to a never-predicted partner: their next best columns, so that the
+        # next such loss costs a lookup, not a row (valid while the row keeps its shift)
+        self.listed = torch.zeros(N, dtype=torch.bool, device=device)
+        self.next_col = torch.zeros(N, LISTED, dtype=torch.long, device=device)
+        self.next_val = torch.zeros(N, LISTED, dtype=self.dtype, device=device)
         rows = (1 << 26 if device.type == "cuda" else 1 << 20) // self.K
         self.buf = torch.empty(max(1, min(rows, N)), self.K, dtype=self.dtype, device=device)
 
@@ -249,13 +255,16 @@ class _Points:
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
         """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
         if self.v is not None:
-            return self.v[:, c].index_select(0, p).clamp_(min=0.0)
+            return self.v[:, c].index_select(0, p).clamp_(min=0.0)  # (a strided column: far faster than a 2-D index)
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
 
     # --------------------------------------------------------------------------------------------- reassign
-    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """(r, u, v at r, masked sum without r) for points `p`, masking `columns` (None: each point's own cluster)."""
+    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, listed: bool = False) -> tuple[torch.Tensor, ...]:
+        """(r, u, v at r, masked sum without r) for points `p`, masking `columns` (None: each point's own cluster).
+
+        With `listed`, also keep each point's best unmasked columns (see `update`).
+        """
         n, step = p.numel(), self.buf.shape[0]
         top = torch.empty(n, dtype=self.dtype, device=p.device)
         r = torch.empty(n, dtype=torch.long, device=p.device)
@@ -271,25 +280,34 @@ class _Points:
             elif columns is not None:
                 x.index_fill_(1, columns, 0.0)
             self._argmax(x, pts, top[s : s + step], r[s : s + step])
-            rest[s : s + step] = x.scatter_(1, r[s : s + step, None], 0.0).sum(1)
+            if listed:
+                best = torch.topk(x, min(LISTED, self.K), 1)
+                self.next_val[pts, : best.values.shape[1]], self.next_col[pts, : best.values.shape[1]] = best
+            # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
+            rest[s : s + step] = x.scatter_(1, r[s : s + step, None], 0.0).sum(1, dtype=rest.dtype if listed else None)
         u = rest / top
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter; with one column
         # left, u = 0 exactly
         unsure = top == 0
         if self.K - (1 if columns is None else columns.numel()) > 1:
             unsure |= rest < self.min_sum
+        if listed:
+            self.listed[p] = True
         if p.is_cuda or bool(unsure.any()):
             idx = unsure.nonzero().squeeze(1)
             r[idx], u[idx] = self._log_domain(p[idx], columns)
             top[idx], rest[idx] = 1.0, u[idx]  # the rows are now shifted to their masked maximum
             self.r.index_copy_(0, p[idx], r[idx])
+            self.listed[p[idx]] = False
         return r, u, top, rest
 
-    def store(self, p: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+    def store(self, p: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, listed: bool = False) -> None:
         """Keep the last full reassignment of points `p`, for `update`."""
         self.top.index_copy_(0, p, top)
         self.rest.index_copy_(0, p, rest)
-        self.rest_full.index_copy_(0, p, rest)
+        # keep 30 good bits of the sum's own precision (float64 sums of listed points, else the dtype's)
+        error = rest * (2.0**-52 if listed else torch.finfo(self.dtype).eps)
+        self.floor.index_copy_(0, p, torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum)))
 
     def update(self, p: torch.Tensor, columns: torch.Tensor, added: int) -> tuple[torch.Tensor, torch.Tensor]:
         """r and u for points whose last reassignment (kept by `store`) masked `columns` but column `added`.
@@ -297,16 +315,29 @@ class _Points:
         Only that column is read: subtracted from each point's masked sum, unless it was the point's argmax or
         the subtraction would cost precision. Keeps the result for the next update.
         """
-        r = self.r[p]
-        rest = self.rest[p] - self._exp_column(p, added)
-        # redo in full: points whose argmax was masked, and sums that lost more than 4 bits to the subtraction
-        redo = (r == added) | ~(rest >= self.rest_full[p] / 16) | (rest < self.min_sum)
-        u = rest / self.top[p]
+        r, top, before = self.r[p], self.top[p], self.rest[p]
+        rest = before - self._exp_column(p, added)
+        moved = (r == added).nonzero().squeeze(1)
+        ok = torch.ones_like(rest, dtype=torch.bool)
+        if moved.numel():  # their argmax was masked: the next one from their list, where it is sure
+            m = p[moved]
+            col, val = self.next_col[m], self.next_val[m]
+            masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
+            open_ = ~masked[col] & self.listed[m, None]
+            val = torch.where(open_, val, -1.0)
+            best = val.amax(1)
+            # sure only above the list's last value (an unlisted column could tie with that one)
+            ok[moved] = (best > self.next_val[m, -1]) & self.listed[m]
+            r[moved] = torch.where(val == best[:, None], col, self.K).amin(1)
+            top[moved], rest[moved] = best.to(top.dtype), before[moved] - best
+            self.r[m], self.top[m] = r[moved], top[moved]
+        redo = ~ok | ~(rest >= self.floor[p])
+        u = rest / top
         self.rest.index_copy_(0, p, rest)
         if p.is_cuda or bool(redo.any()):
             idx = redo.nonzero().squeeze(1)
-            r[idx], u[idx], top, full = self.reassign(p[idx], columns)
-            self.store(p[idx], top, full)
+            r[idx], u[idx], top, full = self.reassign(p[idx], columns, listed=True)
+            self.store(p[idx], top, full, listed=True)
         return r, u
 
     def _argmax(self, x: torch.Tensor, points: torch.Tensor, top: torch.Tensor, where: torch.Tensor) -> None:
@@ -423,7 +454,8 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         width[new] = float(members[new].numel())
         live[G] = live[H] = False
         live[new] = True
-        group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
+        joined = group_points.pop(H)
+        group_points[new] = torch.cat((group_points.pop(G), joined)) if joined.numel() else group_points.pop(G)
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
         heapq.heappush(heap, (*key(new), new))
     return merges, _evidence(evidence, K)
