@@ -571,7 +571,7 @@ class Hierarchy:
         if evidence is not None:
             if not isinstance(evidence, Mapping):
                 raise ValueError(f"data['evidence'] must be a dict, got {type(evidence).__name__}")
-            evidence = {k: _from_json_values(v, f"data['evidence'][{k!r}]") for k, v in evidence.items()}
+            evidence = {k: _from_json_values(v) for k, v in evidence.items()}
         return cls(data["num_leaves"], data["children"], data["heights"], data.get("levels"), evidence)
 
     # ------------------------------------------------------------------ python
@@ -729,7 +729,7 @@ def _json_values(t: torch.Tensor) -> list[Any]:
     return [None if math.isnan(x) else ("Infinity" if x > 0 else "-Infinity") if math.isinf(x) else x for x in t.tolist()]
 
 
-def _from_json_values(values: Any, name: str) -> list[float]:
+def _from_json_values(values: Any) -> list[float]:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
         return values  # the constructor names the problem
     special = {None: math.nan, "Infinity": math.inf, "-Infinity": -math.inf, "NaN": math.nan}
@@ -795,16 +795,12 @@ def _newick_label(name: str) -> str:
 
 def _top_down(parent: np.ndarray, root: int) -> np.ndarray:
     """Nodes reachable from `root` through child links, parents before children (breadth-first)."""
-    order = np.argsort(parent, kind="stable")
-    sorted_parents = parent[order]
-    lo = np.searchsorted(sorted_parents, np.arange(len(parent)), "left")
-    hi = np.searchsorted(sorted_parents, np.arange(len(parent)), "right")
-    out, frontier = [np.array([root])], np.array([root])
-    seen = 1
-    while frontier.size and seen <= len(parent):
-        kids = np.concatenate([order[lo[v] : hi[v]] for v in frontier.tolist()]) if frontier.size else frontier
-        frontier = kids
-        seen += kids.size
-        if kids.size:
-            out.append(kids)
-    return np.concatenate(out)
+    by_parent = np.argsort(parent, kind="stable")
+    ids = np.arange(len(parent))
+    lo = np.searchsorted(parent[by_parent], ids, "left")
+    hi = np.searchsorted(parent[by_parent], ids, "right")
+    out, frontier = [], [root]
+    while frontier:  # every node has one parent, so each is reached at most once and this ends
+        out.extend(frontier)
+        frontier = [int(c) for v in frontier for c in by_parent[lo[v] : hi[v]]]
+    return np.asarray(out, dtype=np.int64)
