@@ -3,10 +3,14 @@
 from typing import Any
 
 from .engine import AGGREGATIONS, l2h
+from .explain import clade_support, suggest_cuts, surprising_merges
 from .hierarchy import Hierarchy
-from .plotting import plot_dendrogram, save_dendrogram
+from .views import plot_dendrogram, plot_tree_card, save_dendrogram, save_html, to_html
 
-__all__ = ["AGGREGATIONS", "Hierarchy", "L2HMonitor", "l2h", "plot_dendrogram", "save_dendrogram"]
+__all__ = [
+    "AGGREGATIONS", "Hierarchy", "L2HMonitor", "clade_support", "l2h", "plot_dendrogram", "plot_tree_card",
+    "save_dendrogram", "save_html", "suggest_cuts", "surprising_merges", "to_html",
+]
 __version__ = "0.1.0"
 
 
