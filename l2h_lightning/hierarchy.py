@@ -442,7 +442,7 @@ class Hierarchy:
 
         Node heights come from the branch lengths (1 where a length is missing): a node's height is the largest
         of its children's height + branch length (in trees from `to_newick` they all agree). Internal node
-        labels (e.g. support values) and a root branch length are read and ignored. Internal nodes are numbered
+        labels (e.g. support values), [comments] and a root branch length are read and ignored. Internal nodes are numbered
         by height, so a tree from `l2h` comes back with its merge order.
 
         Example:
@@ -751,15 +751,17 @@ def _labels(names: Sequence[Any] | None, K: int | None, what: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- Newick helpers
-_TOKEN = re.compile(r"\s*(?:('(?:[^']|'')*')|([(),:;])|([^(),:;\s']+)|(\S))")
+_TOKEN = re.compile(r"\s*(?:(\[[^\]]*\])|('(?:[^']|'')*')|([(),:;])|([^(),:;\s'\[\]]+)|(\S))")
 
 
 def _newick_tokens(text: str) -> list[str]:
     tokens = []
     for m in _TOKEN.finditer(text):
-        if m.group(4) is not None:
-            raise ValueError(f"not a valid Newick tree: unexpected {m.group(4)!r} at character {m.start(4)} (unclosed quote?)")
-        tokens.append(m.group(1) or m.group(2) or m.group(3))
+        if m.group(5) is not None:
+            what = "unclosed quote?" if m.group(5) == "'" else "unclosed comment?" if m.group(5) == "[" else "stray bracket"
+            raise ValueError(f"not a valid Newick tree: unexpected {m.group(5)!r} at character {m.start(5)} ({what})")
+        if m.group(1) is None:  # [comments] are skipped
+            tokens.append(m.group(2) or m.group(3) or m.group(4))
     if not tokens:
         raise ValueError("not a valid Newick tree: the text is empty")
     return tokens

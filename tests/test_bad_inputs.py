@@ -158,6 +158,7 @@ CASES = [
     ("newick-duplicate-names", lambda: Hierarchy.from_newick("(a,b);", names=["a", "a"]), "names must be unique"),
     ("newick-repeated-leaf", lambda: Hierarchy.from_newick("(0,0);"), "the Newick leaves must be 0..1, each once"),
     ("newick-unclosed-quote", lambda: Hierarchy.from_newick("('a,b);", names=["a", "b"]), "unclosed quote"),
+    ("newick-unclosed-comment", lambda: Hierarchy.from_newick("((0,1)[note,2);"), "unclosed comment"),
     ("newick-missing-comma", lambda: Hierarchy.from_newick("((0,1)(2,3));"), "expected ',' or ')'"),
     ("from-newick-names-string", lambda: Hierarchy.from_newick("(a,b);", names="ab"), "names must be a list of leaf names, got a string"),
     ("newick-not-a-string", lambda: Hierarchy.from_newick(b"(0,1);"), "text must be a Newick string"),
@@ -314,6 +315,7 @@ ACCEPTED = [
     ("infinite-logits-as-preds", lambda: float(dendrogram_purity(TREE, torch.tensor([[math.inf, 0, 0, 0], [-math.inf, 1, 0, 0], [0, 0, 1, -math.inf]]), torch.tensor([0, 0, 1]))) == 1.0),
     ("newick-internal-labels", lambda: Hierarchy.from_newick("((0:1,1:1)95:1,(2:1,3:1)'x y':1);") == Hierarchy(4, [[0, 1], [2, 3], [4, 5]], heights=[1, 1, 2])),
     ("newick-root-length-and-spaces", lambda: Hierarchy.from_newick(" ( ( 0 , 1 ) , ( 2 , 3 ) ) : 0 ; ") == Hierarchy(4, [[0, 1], [2, 3], [4, 5]], heights=[1, 1, 2])),
+    ("newick-comments", lambda: Hierarchy.from_newick("((0:1,1:1)[&support=0.9]:1,[x]2:2)[&&NHX:S=a];") == Hierarchy.from_merges([[0, 1], [3, 2]], 3)),
     ("dict-unknown-key", lambda: Hierarchy.from_dict({**SAVED, "note": "hi"}) == TREE),
     ("single-leaf", lambda: Hierarchy.from_newick(Hierarchy(1, []).to_newick()) == Hierarchy(1, [])),
 ]
