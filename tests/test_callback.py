@@ -1,4 +1,7 @@
-"""L2HMonitor in a real Trainer on CPU, events read back with TensorBoard's EventAccumulator."""
+"""L2HMonitor in a real Trainer on CPU, events read back with TensorBoard's EventAccumulator.
+
+Tests that are not about pictures pass log_images=False (rendering is most of a round's time).
+"""
 
 import json
 import logging
@@ -90,7 +93,7 @@ def test_mid_epoch_validation_keeps_every_run(tmp_path):
 
 def test_validate_and_test_from_a_checkpoint_name_its_epoch(tmp_path, caplog):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    Trainer(callbacks=[L2HMonitor(), ckpt], logger=False, **trainer_kwargs(tmp_path, enable_checkpointing=True)).fit(Classifier())
+    Trainer(callbacks=[L2HMonitor(log_images=False), ckpt], logger=False, **trainer_kwargs(tmp_path, enable_checkpointing=True)).fit(Classifier())
     monitor = L2HMonitor(target_hierarchy=TRUTH)
     trainer = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path / "eval"), **trainer_kwargs(tmp_path))
     model = Classifier()
@@ -136,7 +139,7 @@ def test_missing_target_says_what_is_not_computed_at_the_sanity_check(tmp_path, 
 def test_kept_logits_are_compact_copies(tmp_path):
     """A slice of a big tensor must not keep the big tensor's storage alive until the epoch ends."""
     big = torch.randn(5000, K)
-    monitor = L2HMonitor(extract=lambda o, b: (big[: len(b[1])], b[1].repeat(3)[: len(b[1])]))
+    monitor = L2HMonitor(log_images=False, extract=lambda o, b: (big[: len(b[1])], b[1].repeat(3)[: len(b[1])]))
     held = []
 
     class Probe(Callback):
@@ -149,7 +152,7 @@ def test_kept_logits_are_compact_copies(tmp_path):
 
 
 def test_validate_only_on_a_trained_model(tmp_path):
-    monitor = L2HMonitor(target_hierarchy=TRUTH)
+    monitor = L2HMonitor(log_images=False, target_hierarchy=TRUTH)
     model = Classifier()
     results = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path)).validate(model)
     logits, y = val_logits(model)
@@ -171,7 +174,7 @@ def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
 
 
 def test_tensor_outputs_log_the_tree_without_scores(tmp_path):
-    monitor = L2HMonitor()
+    monitor = L2HMonitor(log_images=False)
     trainer = Trainer(callbacks=[monitor], logger=False, **trainer_kwargs(tmp_path, max_epochs=2))
     trainer.fit(Classifier(output="tensor"))
     assert {"l2h/drift", "l2h/empty_clusters", "l2h/seconds"} <= set(trainer.callback_metrics)
@@ -190,7 +193,7 @@ def test_extract_and_several_dataloaders(tmp_path):
 
 
 def test_every_n_epochs_and_model_checkpoint_on_dp(tmp_path):
-    monitor = L2HMonitor(every_n_epochs=2)
+    monitor = L2HMonitor(log_images=False, every_n_epochs=2)
     # same schedule for the checkpoint, which needs l2h/dp whenever it checks
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="l2h/dp", mode="max", save_top_k=1, every_n_epochs=2)
     trainer = Trainer(
@@ -203,9 +206,9 @@ def test_every_n_epochs_and_model_checkpoint_on_dp(tmp_path):
 
 def test_resume_from_checkpoint_continues_drift(tmp_path):
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
-    first = L2HMonitor()
+    first = L2HMonitor(log_images=False)
     Trainer(callbacks=[first, ckpt], logger=False, **trainer_kwargs(tmp_path, max_epochs=2, enable_checkpointing=True)).fit(Classifier())
-    second = L2HMonitor()
+    second = L2HMonitor(log_images=False)
     trainer = Trainer(callbacks=[second], logger=False, **trainer_kwargs(tmp_path, max_epochs=3))
     trainer.fit(Classifier(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     assert [h["epoch"] for h in second.history] == [0, 1, 2]
@@ -215,7 +218,7 @@ def test_resume_from_checkpoint_continues_drift(tmp_path):
 
 def test_no_pyplot_figures_stay_open(tmp_path):
     before = plt.get_fignums()
-    Trainer(callbacks=[L2HMonitor(class_names=NAMES)], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path, max_epochs=6)).fit(Classifier())
+    Trainer(callbacks=[L2HMonitor(class_names=NAMES)], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path, max_epochs=3)).fit(Classifier())
     assert plt.get_fignums() == before == []
 
 
@@ -224,13 +227,13 @@ def test_k_changing_between_epochs(tmp_path):
         logits = outputs["logits"]
         return (logits if trainer.current_epoch == 0 else logits[:, :5]), batch[1].clamp(max=4)
 
-    trainer = Trainer(callbacks=[L2HMonitor(extract=extract)], logger=False, **trainer_kwargs(tmp_path, num_sanity_val_steps=0))
+    trainer = Trainer(callbacks=[L2HMonitor(log_images=False, extract=extract)], logger=False, **trainer_kwargs(tmp_path, num_sanity_val_steps=0))
     with pytest.raises(ValueError, match="K changed between epochs: 6 before, 5 now"):
         trainer.fit(Classifier())
 
 
 def test_max_samples_and_store_dtype(tmp_path):
-    monitor = L2HMonitor(max_samples=100, store_dtype=torch.float16)
+    monitor = L2HMonitor(log_images=False, max_samples=100, store_dtype=torch.float16)
     with pytest.warns(UserWarning, match="max_samples=100 reached"):
         Trainer(callbacks=[monitor], logger=False, **trainer_kwargs(tmp_path, max_epochs=1)).fit(model := Classifier())
     logits, _ = val_logits(model)
