@@ -108,8 +108,8 @@ def bootstrap_weights(
     rows. The draws differ from a one-process run with the same seed.
 
     Example:
-        >>> [w.tolist() for w in bootstrap_weights(4, 2, seed=1)]  # doctest: +SKIP
-        [[1, 0, 2, 1], [0, 3, 0, 1]]
+        >>> [int(w.sum()) for w in bootstrap_weights(4, 3, seed=1)]  # each replicate draws 4 rows
+        [4, 4, 4]
     """
     n_rows, n_boot = int(n_rows), int(n_boot)
     device = torch.device("cpu") if device is None else torch.device(device)
