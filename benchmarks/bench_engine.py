@@ -1,16 +1,27 @@
-"""Benchmark the L2H engine against one softmax pass and the slow reference, in one run.
+"""Benchmark the L2H engine on every input family of `families.py`, against one softmax pass of the same run.
 
-    python benchmarks/bench_engine.py                 # CPU, all sizes (a few minutes)
-    python benchmarks/bench_engine.py --device cuda   # the same on a GPU
-    python benchmarks/bench_engine.py --sizes 10000x100 50000x1000 --repeats 3
+    python benchmarks/bench_engine.py --contention            # CPU: every family, 50,000 and 200,000 x 1,000
+    python benchmarks/bench_engine.py --quick --contention    # a smoke run at small sizes (about a minute)
+    python benchmarks/bench_engine.py --device cuda           # GPU rows (no thread or contention columns)
+    python benchmarks/bench_engine.py --families planted saturated --sizes 50000x1000 --repeats 3
 
-Logits have a planted three-level hierarchy (classes in groups of 10, groups of 10 groups), calibrated to about 80%
-top-1 accuracy and 0.8 mean confidence. Each size runs in fresh processes: one for the timings, one for the peak
-memory (with an allocator setting that makes resident memory exact, but allocation slower).
-For each size: the engine's median time, one ``softmax(logits, 1).max(1)`` on the same tensor, their ratio, the
-peak memory beyond the logits, and, where it finishes within `--reference-timeout` seconds, the slow reference of
-``tests/reference.py`` with the speed-up over it and a check that the merges are identical.
-Prints a table and writes JSON (``benchmarks/results/engine_<device>.json``).
+Every measurement runs in a fresh process, on logits made once per row and shared through a temporary file:
+
+- timings: the median of >= 5 ``torch.softmax(logits, 1).max(1)`` passes, then the engine's median
+  (``--repeats``) with torch's default threads and with ``torch.set_num_threads(1)``;
+- with ``--contention``: the same timings again while one busy process (a pure-Python spin loop, not pinned)
+  occupies one core: started before that process, killed after it;
+- memory: the peak resident memory beyond the logits (VmHWM after resetting it through /proc/self/clear_refs, with
+  ``MALLOC_MMAP_THRESHOLD_`` so that freed blocks leave the process at once) for ``inplace=False``,
+  ``inplace=True`` and float16 input, each as a fraction of the bytes of the logits it was given (so a full
+  float32 copy of float16 logits would show as at least 2.0);
+- reference: each family at a small size (``--reference-size``) against ``tests/reference.py``'s
+  ``reference_l2h_exact`` (SPEC §1 in high precision): identical merges, and the smallest decision margin.
+
+The language-id family has K = 176 (the model's labels): its rows use N from ``--sizes`` and K = 176.
+Prints Markdown tables (ready for the README) and writes JSON (default ``benchmarks/results/engine_<device>.json``;
+``--quick`` writes under the system's temporary directory instead, so that smoke runs never replace results).
+Timings are only meaningful on a quiet machine: the load average before and after is printed and saved.
 """
 
 from __future__ import annotations
@@ -22,68 +33,50 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 
+from families import FAMILIES, LANGUAGE_ID_K  # noqa: E402
+
 from l2h_lightning import l2h  # noqa: E402
 
-SIZES = ["10000x100", "5000x1000", "50000x1000", "200000x1000", "20000x10000"]
+SIZES = ["50000x1000", "200000x1000"]
+QUICK_SIZES = ["5000x200"]
+REFERENCE_SIZE = "1000x100"
+QUICK_REFERENCE_SIZE = "300x30"
+SCRATCH = Path(tempfile.gettempdir()) / "l2h_bench_engine"
 
 
-def planted_logits(n: int, k: int, noise: float, scale: float, device: str, seed: int = 0) -> torch.Tensor:
-    """(n, k) float32 logits: scale * (similarity of the true class to each class + Gaussian noise)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    cls = torch.arange(k, device=device)
-    sim = torch.eye(k, device=device)
-    for width, level in ((10, 0.5), (100, 0.25)):
-        same = (cls[:, None] // width) == (cls[None, :] // width)
-        sim = torch.maximum(sim, level * same.float())
-    out = torch.empty(n, k, device=device)
-    step = max(1, (1 << 20) // k)
-    for s in range(0, n, step):  # in chunks, so that making the logits does not set the peak memory
-        m = min(n, s + step) - s
-        y = torch.randint(k, (m,), generator=gen, device=device)
-        out[s : s + m] = scale * (sim[y] + noise * torch.randn(m, k, generator=gen, device=device))
-    return out
+# ------------------------------------------------------------------------------------------------- helpers
+def family_shape(family: str, n: int, k: int) -> tuple[int, int]:
+    return (n, LANGUAGE_ID_K) if family == "language_id" else (n, k)
 
 
-def calibrate(k: int, device: str, acc: float = 0.8, conf: float = 0.8) -> tuple[float, float]:
-    """Noise for the target top-1 accuracy, then scale for the target mean confidence (bisection, 2,000 points)."""
-
-    truth = planted_truth(2000, k, device, seed=123)
-
-    def measure(noise: float, scale: float) -> tuple[float, float]:
-        c, a = planted_logits(2000, k, noise, scale, device, seed=123).softmax(1).max(1)
-        return float((a == truth).float().mean()), float(c.mean())
-
-    lo, hi = 0.01, 2.0
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if measure(mid, 1.0)[0] > acc else (lo, mid)
-    noise = (lo + hi) / 2
-    lo, hi = 0.1, 200.0
-    for _ in range(14):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if measure(noise, mid)[1] < conf else (lo, mid)
-    return noise, (lo + hi) / 2
+def logits_path(family: str, n: int, k: int) -> Path:
+    return SCRATCH / f"{family}_{n}x{k}.npy"
 
 
-def planted_truth(n: int, k: int, device: str, seed: int = 0) -> torch.Tensor:
-    """The true classes `planted_logits` drew (same generator sequence)."""
-    gen = torch.Generator(device=device).manual_seed(seed)
-    ys = []
-    step = max(1, (1 << 20) // k)
-    for s in range(0, n, step):
-        m = min(n, s + step) - s
-        ys.append(torch.randint(k, (m,), generator=gen, device=device))
-        torch.randn(m, k, generator=gen, device=device)
-    return torch.cat(ys)
+def load_logits(family: str, n: int, k: int, device: str) -> torch.Tensor:
+    """The row's logits: made by the first process that needs them, read back from the file by the others."""
+    path = logits_path(family, n, k)
+    if path.exists():
+        logits = torch.from_numpy(np.load(path))
+    else:
+        logits = FAMILIES[family](n, k, 0)
+        SCRATCH.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part.npy")
+        np.save(tmp, logits.numpy())
+        tmp.replace(path)
+    return logits.to(device)
 
 
 def rss_bytes(peak: bool = False) -> int:
@@ -103,7 +96,7 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: str, repeats: int) -> float:
+def median_time(fn, device: str, repeats: int) -> float:
     times = []
     for _ in range(repeats):
         sync(device)
@@ -114,128 +107,278 @@ def timed(fn, device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
-def peak_memory(n: int, k: int, noise: float, scale: float, device: str) -> dict:
-    """Runs in a fresh process whose allocator returns freed blocks at once: the engine's peak beyond the logits."""
-    logits = planted_logits(n, k, noise, scale, device)
-    l2h(logits[:64, :])  # load the kernels' code before measuring
+# --------------------------------------------------------------------------------- child processes' work
+def timings(family: str, n: int, k: int, device: str, repeats: int) -> dict:
+    """One softmax pass and the engine (default threads, then one thread), medians, in this process."""
+    logits = load_logits(family, n, k, device)
+    conf, assign = torch.softmax(logits, 1).max(1)
+    result = {
+        "predicted_clusters": int(torch.unique(assign).numel()),
+        "mean_confidence": float(conf.mean()),
+        "confidence_one": float((conf == 1).float().mean()),  # rows whose float32 softmax rounds to 1
+    }
+    del conf, assign
+    l2h(logits)  # warm-up (first calls load kernels)
+    threads = torch.get_num_threads()
+    result["threads"] = threads
+    result["softmax_s"] = median_time(lambda: torch.softmax(logits, 1).max(1), device, max(repeats, 5))
+    result["engine_s"] = median_time(lambda: l2h(logits), device, repeats)
+    if device == "cpu":
+        torch.set_num_threads(1)
+        try:
+            result["engine_1thread_s"] = median_time(lambda: l2h(logits), device, repeats)
+        finally:
+            torch.set_num_threads(threads)
+    return result
+
+
+def peak_beyond(fn, device: str) -> int:
     if device == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
-        l2h(logits)
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        reset_peak_rss()
-        base = rss_bytes()
-        l2h(logits)
-        peak = rss_bytes(peak=True) - base
-    return {"peak_extra_memory_vs_logits": peak / (logits.numel() * logits.element_size())}
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    reset_peak_rss()
+    base = rss_bytes()
+    fn()
+    return rss_bytes(peak=True) - base
 
 
-def timings(n: int, k: int, noise: float, scale: float, device: str, repeats: int) -> dict:
-    """Runs in a fresh process with the usual allocator: medians of the engine and of one softmax pass."""
-    logits = planted_logits(n, k, noise, scale, device)
-    conf, assign = logits.softmax(1).max(1)
-    result = {
-        "n": n, "k": k, "device": device,
-        "top1_accuracy": float((assign == planted_truth(n, k, device)).float().mean()),
-        "mean_confidence": float(conf.mean()),
-        "merges": l2h(logits).merges.tolist(),
-    }
-    del conf, assign
-    result["softmax_max_s"] = timed(lambda: logits.softmax(1).max(1), device, max(repeats, 5))
-    result["engine_s"] = timed(lambda: l2h(logits), device, repeats)
-    result["ratio_to_softmax"] = result["engine_s"] / result["softmax_max_s"]
-    torch.save(logits.cpu(), f"/tmp/l2h_bench_{n}x{k}.pt")
-    return result
+def memory(family: str, n: int, k: int, device: str) -> dict:
+    """Peaks beyond the logits, as fractions of the logits' bytes: inplace=False, float16, inplace=True."""
+    logits = load_logits(family, n, k, device)
+    nbytes = logits.numel() * logits.element_size()
+    l2h(logits[:64].clone())  # load the kernels' code before measuring
+    l2h(logits[:64].clone(), inplace=True)
+    l2h(logits[:64].half())
+    out: dict = {}
+    trees: dict = {}
+    out["memory_copy"] = peak_beyond(lambda: trees.setdefault("copy", l2h(logits)), device) / nbytes
+    half = logits.half()
+    out["memory_float16"] = peak_beyond(lambda: l2h(half), device) / (half.numel() * half.element_size())
+    del half
+    out["memory_inplace"] = peak_beyond(lambda: trees.setdefault("inplace", l2h(logits, inplace=True)), device) / nbytes
+    out["inplace_same_tree"] = bool(torch.equal(trees["copy"].merges, trees["inplace"].merges))
+    out["logits_bytes"] = nbytes
+    return out
 
 
-def reference_run(n: int, k: int) -> dict:
-    from reference import reference_l2h
+def reference(family: str, n: int, k: int) -> dict:
+    """The engine against SPEC §1 computed in high precision (slow: small sizes only)."""
+    from reference import reference_l2h_exact
 
-    logits = torch.load(f"/tmp/l2h_bench_{n}x{k}.pt")
+    logits = FAMILIES[family](n, k, 0)
     start = time.perf_counter()
-    merges, _ = reference_l2h(logits.double().numpy())
-    return {"reference_s": time.perf_counter() - start, "merges": [list(m) for m in merges]}
+    merges, margins, _ = reference_l2h_exact(logits.double().numpy())
+    seconds = time.perf_counter() - start
+    return {
+        "reference_s": seconds,
+        "same_merges": [list(m) for m in merges] == l2h(logits).merges.tolist(),
+        "min_margin": min(margins) if margins else None,
+    }
 
 
-def child(args: list[str], timeout: float | None, exact_memory: bool = False) -> dict | None:
+# ------------------------------------------------------------------------------------------------- parent
+def child(args: list[str], timeout: float | None = None, exact_memory: bool = False) -> dict | None:
     env = dict(os.environ)
     if exact_memory:
         # Freed blocks go straight back to the OS, so that the resident size is the memory in use (glibc otherwise
         # keeps freed blocks of sizes it has seen, and one step's peak hides in the last one's leftovers). This
-        # slows allocation down, so timings run in another process without it.
+        # slows allocation down, so timings run in other processes without it.
         env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     try:
-        out = subprocess.run(
-            [sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, check=True, env=env
-        )
+        out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         return None
+    if out.returncode != 0:
+        raise RuntimeError(f"child {args} failed:\n{out.stderr[-4000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def busy_core() -> subprocess.Popen:
+    """One process that keeps one core busy (a pure-Python spin loop, no affinity) until it is killed."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)  # let it start spinning
+    return proc
+
+
+def contended(args: list[str]) -> dict:
+    spinner = busy_core()
+    try:
+        return child(args)
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def machine_info(device: str) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            mem = int(next(line.split()[1] for line in f if line.startswith("MemTotal"))) * 1024
+    except (OSError, StopIteration):
+        mem = None
+    return {
+        "cpu": cpu,
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_bytes": mem,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "load_average_start": os.getloadavg(),
+    }
+
+
+def ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e3:,.1f}"
+
+
+def pct(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:+.0f}%"
+
+
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def markdown(rows: list[dict], refs: list[dict], device: str, contention: bool) -> str:
+    head = ["family", "N x K", "predicted", "softmax ms", "engine ms", "x softmax"]
+    if device == "cpu":
+        head += ["1 thread ms"]
+    head += ["mem copy", "mem inplace", "mem fp16"]
+    if contention:
+        head += ["busy core: default threads", "busy core: 1 thread"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [r["family"], f"{r['n']:,} x {r['k']:,}", f"{r['predicted_clusters']:,}", ms(r["softmax_s"]),
+                 ms(r["engine_s"]), ratio(r["ratio_to_softmax"])]
+        if device == "cpu":
+            cells += [ms(r.get("engine_1thread_s"))]
+        cells += [pct(r["memory_copy"]), pct(r["memory_inplace"]), pct(r["memory_float16"])]
+        if contention:
+            cells += [ratio(r.get("contended_ratio")), ratio(r.get("contended_1thread_ratio"))]
+        lines.append("| " + " | ".join(cells) + " |")
+    if device == "cpu":
+        lines += ["", "| family | N x K | threads | engine ms, default threads | engine ms, 1 thread"
+                  + (" | busy core: default threads | busy core: 1 thread |" if contention else " |"),
+                  "|---|---|---|---|---" + ("|---|---|" if contention else "|")]
+        for r in rows:
+            cells = [r["family"], f"{r['n']:,} x {r['k']:,}", str(r["threads"]), ms(r["engine_s"]), ms(r.get("engine_1thread_s"))]
+            if contention:
+                cells += [ms(r.get("contended_engine_s")), ms(r.get("contended_engine_1thread_s"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    if refs:
+        lines += ["", "| family | N x K | same merges as the exact reference | smallest margin | reference s |",
+                  "|---|---|---|---|---|"]
+        for r in refs:
+            same = "timed out" if r.get("same_merges") is None else ("yes" if r["same_merges"] else "NO")
+            margin = "-" if r.get("min_margin") is None else f"{r['min_margin']:.1e}"
+            lines.append(f"| {r['family']} | {r['n']:,} x {r['k']:,} | {same} | {margin} | "
+                         f"{'-' if r.get('reference_s') is None else format(r['reference_s'], '.1f')} |")
+    return "\n".join(lines)
+
+
+def parse_size(size: str) -> tuple[int, int]:
+    try:
+        n, k = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--sizes: expected NxK such as 50000x1000, got {size!r}") from None
+    if n < 1 or k < 2:
+        raise SystemExit(f"--sizes: N must be >= 1 and K >= 2, got {size!r}")
+    return n, k
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
+    parser.add_argument("--sizes", nargs="+", default=None, help=f"NxK (default {' '.join(SIZES)})")
+    parser.add_argument("--repeats", type=int, default=5, help="engine timings per median (softmax: at least 5)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--sizes", nargs="+", default=SIZES, help="NxK, e.g. 50000x1000")
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--reference-timeout", type=float, default=60.0)
+    parser.add_argument("--contention", action="store_true", help="also time with one busy process on a core")
+    parser.add_argument("--quick", action="store_true", help=f"smoke run: sizes {QUICK_SIZES}, reference {QUICK_REFERENCE_SIZE}")
+    parser.add_argument("--reference-size", default=None, help=f"NxK for the exact reference check (default {REFERENCE_SIZE}; 'none' skips it)")
+    parser.add_argument("--reference-timeout", type=float, default=120.0, help="seconds per family")
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/results/engine_<device>.json)")
-    parser.add_argument("--memory", nargs=4, type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--timings", nargs=4, type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--reference", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=["timings", "memory", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--row", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.memory:
-        n, k, noise, scale = args.memory
-        print(json.dumps(peak_memory(int(n), int(k), noise, scale, args.device)))
+    if args.repeats < 1:
+        raise SystemExit("--repeats must be at least 1")
+    if args.child:
+        family, n, k = args.row[0], int(args.row[1]), int(args.row[2])
+        if args.child == "timings":
+            print(json.dumps(timings(family, n, k, args.device, args.repeats)))
+        elif args.child == "memory":
+            print(json.dumps(memory(family, n, k, args.device)))
+        else:
+            print(json.dumps(reference(family, n, k)))
         return
-    if args.timings:
-        n, k, noise, scale = args.timings
-        print(json.dumps(timings(int(n), int(k), noise, scale, args.device, args.repeats)))
-        return
-    if args.reference:
-        print(json.dumps(reference_run(*args.reference)))
-        return
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
 
-    machine = {
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
-    }
-    print(f"machine: {machine}")
-    header = f"{'N':>8} {'K':>6} {'acc':>5} {'conf':>5} {'softmax':>9} {'engine':>9} {'ratio':>6} {'mem':>5} {'reference':>10} {'speed-up':>9} same"
-    print(header)
-    rows = []
-    for size in args.sizes:
-        n, k = (int(v) for v in size.lower().split("x"))
-        noise, scale = calibrate(k, args.device)
-        size_args = [str(n), str(k), str(noise), str(scale), "--device", args.device, "--repeats", str(args.repeats)]
-        row = child(["--timings", *size_args], None)
-        row.update(child(["--memory", *size_args], None, exact_memory=True))
-        ref = child(["--reference", str(n), str(k)], args.reference_timeout)
-        merges = row.pop("merges")
-        if ref is not None:
-            row["reference_s"] = ref["reference_s"]
-            row["speedup_vs_reference"] = ref["reference_s"] / row["engine_s"]
-            row["same_merges_as_reference"] = ref["merges"] == merges
-        Path(f"/tmp/l2h_bench_{n}x{k}.pt").unlink(missing_ok=True)
-        rows.append(row)
-        print(
-            f"{n:>8} {k:>6} {row['top1_accuracy']:>5.2f} {row['mean_confidence']:>5.2f} "
-            f"{row['softmax_max_s'] * 1e3:>7.1f}ms {row['engine_s'] * 1e3:>7.1f}ms {row['ratio_to_softmax']:>5.2f}x "
-            f"{row['peak_extra_memory_vs_logits']:>4.2f}x "
-            + (
-                f"{row['reference_s']:>9.1f}s {row['speedup_vs_reference']:>8.0f}x {row['same_merges_as_reference']}"
-                if ref is not None
-                else f"{'> ' + str(int(args.reference_timeout)) + 's':>10} {'-':>9} -"
-            ),
-            flush=True,
-        )
-    out = args.out or HERE / "results" / f"engine_{args.device}.json"
+    sizes = [parse_size(s) for s in (args.sizes or (QUICK_SIZES if args.quick else SIZES))]
+    ref_size = args.reference_size or (QUICK_REFERENCE_SIZE if args.quick else REFERENCE_SIZE)
+    machine = machine_info(args.device)
+    print(f"machine: {machine}", flush=True)
+    if machine["load_average_start"][0] > 0.5 * machine["cores"]:
+        print(f"WARNING: load average {machine['load_average_start'][0]:.1f} on {machine['cores']} cores: "
+              "the machine is busy, timings will not be representative", flush=True)
+    started = time.perf_counter()
+    rows, refs = [], []
+    for family in args.families:
+        for n0, k0 in sizes:
+            n, k = family_shape(family, n0, k0)
+            row_start = time.perf_counter()
+            common = ["--row", family, str(n), str(k), "--device", args.device, "--repeats", str(args.repeats)]
+            row = {"family": family, "n": n, "k": k, "device": args.device}
+            try:
+                row.update(child(["--child", "timings", *common]))
+                row["ratio_to_softmax"] = row["engine_s"] / row["softmax_s"]
+                if args.contention:
+                    busy = contended(["--child", "timings", *common])
+                    row["contended_softmax_s"] = busy["softmax_s"]
+                    row["contended_engine_s"] = busy["engine_s"]
+                    row["contended_ratio"] = busy["engine_s"] / row["engine_s"]
+                    if "engine_1thread_s" in busy:
+                        row["contended_engine_1thread_s"] = busy["engine_1thread_s"]
+                        row["contended_1thread_ratio"] = busy["engine_1thread_s"] / row["engine_1thread_s"]
+                row.update(child(["--child", "memory", *common], exact_memory=True))
+            finally:
+                logits_path(family, n, k).unlink(missing_ok=True)
+            row["wall_s"] = time.perf_counter() - row_start
+            rows.append(row)
+            print(f"{family:>16} {n:>8} x {k:<5} softmax {ms(row['softmax_s']):>8} ms  engine {ms(row['engine_s']):>9} ms "
+                  f"({ratio(row['ratio_to_softmax'])})  1 thread {ms(row.get('engine_1thread_s')):>9} ms  "
+                  f"mem {pct(row['memory_copy'])} / inplace {pct(row['memory_inplace'])} / fp16 {pct(row['memory_float16'])}"
+                  + (f"  busy core {ratio(row.get('contended_ratio'))} / 1 thread {ratio(row.get('contended_1thread_ratio'))}"
+                     if args.contention else "")
+                  + f"  [{row['wall_s']:.0f} s]", flush=True)
+    if ref_size.lower() != "none":
+        rn, rk = parse_size(ref_size)
+        for family in args.families:
+            n, k = family_shape(family, rn, rk)
+            ref = child(["--child", "reference", "--row", family, str(n), str(k)], timeout=args.reference_timeout)
+            refs.append({"family": family, "n": n, "k": k, **(ref or {"same_merges": None})})
+            print(f"reference {family:>16} {n} x {k}: {refs[-1]}", flush=True)
+    machine["load_average_end"] = os.getloadavg()
+    table = markdown(rows, refs, args.device, args.contention)
+    print()
+    print(table)
+    total = time.perf_counter() - started
+    print(f"\ntotal {total:.0f} s; load average {machine['load_average_start']} -> {machine['load_average_end']}")
+    out = args.out or (SCRATCH / f"engine_{args.device}_quick.json" if args.quick else HERE / "results" / f"engine_{args.device}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    out.write_text(json.dumps({"machine": machine, "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                               "total_s": total, "rows": rows, "reference": refs, "markdown": table}, indent=2))
     print(f"wrote {out}")
 
 
