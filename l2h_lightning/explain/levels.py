@@ -9,13 +9,13 @@ support of merge i (selected group G, partner H) is its **lift**:
 the partner's mean received probability per cluster (A, ``partner_value``) relative to an even share of one unit
 per reassigned point over the K - |G| clusters the points could move to. It is about 1 or below when the points
 have no preference (and at the root, whose partner is every other cluster), and about (K - |G|) / |H| times the
-probability they keep when all of them go to the partner. The score of the cut into n groups (2 <= n <= K-1) is
+probability q when all of them go to the partner with probability q. The score of the cut into n groups (2 <= n <= K-1) is
 
     drop(n) = log lift_{K-n-1} - log lift_{K-n},
 
-and `suggest_cuts` returns the n with the largest positive drops (above a rounding-noise threshold). ``method="partner_value"`` uses the raw A_i
-instead of the lift (the direct reading of "where the partner values drop"); docs/insight.md compares the two.
-Cost: O(K).
+and `suggest_cuts` returns the n with the largest positive drops (above a rounding-noise threshold).
+``method="partner_value"`` uses the raw A_i instead of the lift (the direct reading of "where the partner values
+drop"); docs/insight.md compares the two. Cost: O(K).
 """
 
 from __future__ import annotations

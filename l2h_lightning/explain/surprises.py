@@ -85,7 +85,9 @@ def surprising_merges(
     if logits is not None:
         logits = torch.as_tensor(logits)
         if logits.ndim != 2 or logits.shape[1] != K or not logits.is_floating_point():
-            raise ValueError(f"logits must be a floating-point (N, {K}) tensor, got {tuple(logits.shape)} {logits.dtype}")
+            raise ValueError(
+                f"logits must be a floating-point (N, {K}) tensor, got {tuple(logits.shape)} {logits.dtype}"
+            )
     if K == 1:
         return []
 
@@ -157,7 +159,9 @@ def _strength(ev: dict[str, list] | None, i: int) -> float:
     if ev is None:
         return 1.0
     if "mass" not in ev or "points" not in ev:
-        raise ValueError("tree.evidence needs 'mass' and 'points' to weigh the merges (or pass a tree without evidence)")
+        raise ValueError(
+            "tree.evidence needs 'mass' and 'points' to weigh the merges (or pass a tree without evidence)"
+        )
     mass, points = ev["mass"][i], ev["points"][i]
     if not points > 0 or math.isnan(mass):
         return 0.0
@@ -271,7 +275,9 @@ def _side_label(classes: list[int], names: Sequence[str] | None, groups: list[st
     return text
 
 
-def _moved_points(logits: torch.Tensor, assign: torch.Tensor, selected: list[int], partner: list[int], n: int) -> list[int]:
+def _moved_points(
+    logits: torch.Tensor, assign: torch.Tensor, selected: list[int], partner: list[int], n: int
+) -> list[int]:
     """Points of the selected side whose masked-softmax argmax (SPEC §1 step 2) lies in the partner side."""
     K, device = logits.shape[1], logits.device
     sel = torch.zeros(K, dtype=torch.bool, device=device)
