@@ -8,8 +8,8 @@ support of merge i (selected group G, partner H) is its **lift**:
 
 the partner's mean received probability per cluster (A, ``partner_value``) relative to an even share of one unit
 per reassigned point over the K - |G| clusters the points could move to. It is about 1 or below when the points
-have no preference (and at the root, whose partner is every other cluster), and about (K - |G|) / |H| times the
-probability q when all of them go to the partner with probability q. The score of the cut into n groups (2 <= n <= K-1) is
+have no preference (and at the root, whose partner is every other cluster), and about q (K - |G|) / |H| when all
+of them go to the partner with probability q. The score of the cut into n groups (2 <= n <= K-1) is
 
     drop(n) = log lift_{K-n-1} - log lift_{K-n},
 
