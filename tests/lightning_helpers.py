@@ -84,6 +84,9 @@ class ClassifierSteps:
             loaders.append(DataLoader(data, batch_size=64))
         return loaders if len(loaders) > 1 else loaders[0]
 
+    def test_dataloader(self):
+        return self.val_dataloader()
+
 
 class Classifier(ClassifierSteps, LightningModule):
     """The tiny classifier as a `lightning.pytorch` module (`ClassifierSteps` mixes into other packages' too)."""
