@@ -204,6 +204,18 @@ def test_support_equals_brute_force_loop_of_weighted_runs():
     assert float(support[:-1].min()) < 1.0  # noisy enough that some clade is not rebuilt every time
     assert float(support[-1]) == 1.0
 
+    # with point weights: the default tree is the weighted one, each replicate weighs rows by weight * count
+    w = torch.rand(len(x), generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.5
+    support = clade_support(x, n_boot=4, seed=2, weights=w)
+    sets = leaf_sets(l2h(x, weights=w))[6:]
+    g = torch.Generator().manual_seed(2)
+    found = torch.zeros(len(sets), dtype=torch.float64)
+    for _ in range(4):
+        counts = torch.bincount(torch.randint(len(x), (len(x),), generator=g), minlength=len(x))
+        rep = set(leaf_sets(l2h(x, weights=w * counts))[6:])
+        found += torch.tensor([s in rep for s in sets], dtype=torch.float64)
+    assert torch.equal(support, found / 4)
+
 
 def test_planted_clades_are_supported_and_noise_is_not():
     levels = [torch.arange(9), torch.arange(9) // 3]
