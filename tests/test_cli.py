@@ -97,8 +97,7 @@ def test_module_and_console_script_run_as_programs(data):
     ok = subprocess.run([sys.executable, "-m", "l2h_lightning", "analyze", save(path, logits, "npy"), "--out",
                          str(path / "o")], capture_output=True, text=True)
     assert ok.returncode == 0 and "top 4 groups" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "l2h_lightning", "analyze", str(path / "none.pt")], capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "no such file" in bad.stderr
+    assert ok.stderr == ""  # a bad input as a program: tests/test_bad_inputs_cli.py
 
 
 def _chain(K):
@@ -282,3 +281,53 @@ def test_a_cut_at_a_truth_level_scores_like_the_level_scores(tmp_path):
         scores = _cut(tree, groups, counts, truth, None)["level_scores"]
         for m in ("nmi", "ari", "acc"):
             assert scores[f"level{level}/{m}"] == pytest.approx(float(expected[f"level{level}/{m}"]))
+
+
+def _torchrun(tmp_path, nproc, *args):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+               "-m", "l2h_lightning", "analyze", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_torchrun_two_processes_write_what_one_process_writes(tmp_path):
+    _planted(tmp_path, n=1201)  # uneven blocks: 601 and 600 rows
+    args = ["logits.npy", "--target", "target.npy", "--levels", "levels.json", "--names", "names.txt",
+            "--support", "4"]
+    assert main(["analyze", *[str(tmp_path / a) if "." in a else a for a in args], "--out", str(tmp_path / "one")]) == 0
+    run = _torchrun(tmp_path, 2, *args, "--out", "two")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("1201 points, 12 classes") == 1  # only process 0 prints
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert (one / "tree.nwk").read_text() == (two / "tree.nwk").read_text()
+    trees = [json.loads((d / "tree.json").read_text()) for d in (one, two)]
+    assert trees[0]["children"] == trees[1]["children"]
+    for key, values in trees[0]["evidence"].items():  # NaN is null in JSON
+        nan = float("nan")
+        expected = [nan if v is None else v for v in values]
+        got = [nan if v is None else v for v in trees[1]["evidence"][key]]
+        assert got == pytest.approx(expected, rel=1e-9, abs=1e-12, nan_ok=True), key
+    support = trees[1]["support"]  # the same bootstrap, other draws (rows are resampled per process)
+    assert len(support) == 11 and support[-1] == 1.0 and all(0 <= s <= 1 for s in support)
+    metrics = [json.loads((d / "metrics.json").read_text()) for d in (one, two)]
+    for key, value in metrics[0].items():
+        if key == "aggregation" or key == "suggested_cuts":
+            assert metrics[1][key] == value
+        elif key != "seconds":
+            assert metrics[1][key] == pytest.approx(value, rel=1e-12), key
+    surprises = [json.loads((d / "surprises.json").read_text()) for d in (one, two)]
+    assert [(r["node"], r["label"]) for r in surprises[0]] == [(r["node"], r["label"]) for r in surprises[1]]
+    assert "points" in surprises[0][0] and "points" not in surprises[1][0]  # row indices: one process only
+    cuts = [json.loads((d / "cuts.json").read_text()) for d in (one, two)]
+    assert [(c["groups"], c["members"]) for c in cuts[0]] == [(c["groups"], c["members"]) for c in cuts[1]]
+
+
+def test_torchrun_an_error_on_one_process_ends_all_with_its_message(tmp_path):
+    x = np.random.default_rng(0).normal(size=(9, 4)).astype(np.float32)
+    x[8, 1] = np.nan  # in the last process's block only
+    np.save(tmp_path / "l.npy", x)
+    run = _torchrun(tmp_path, 3, "l.npy", "--out", "o")
+    assert run.returncode != 0 and run.stdout == ""
+    ours = [line for line in run.stderr.splitlines() if line.startswith("l2h:")]
+    assert ours == ["l2h: error: process 2: logits has NaN or infinite entries in 1 of its 3 rows"]
+    assert not (tmp_path / "o" / "tree.json").exists()
