@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from l2h_lightning import Hierarchy, l2h, save_dendrogram
-from l2h_lightning.analysis import load_array, load_labels
+from l2h_lightning.analysis import load_labels, load_logits
+from l2h_lightning.explain import suggest_cuts, surprising_merges
 from l2h_lightning.metrics.functional import dendrogram_purity, lca_height_distance, leaf_purity, level_scores
 
 
@@ -40,11 +41,13 @@ def main(argv: list[str] | None = None) -> dict:
     if args.logits is None:
         args.logits, args.target = synthetic(args.out)
 
-    logits = load_array(args.logits)                       # .pt, .npy, .npz or .csv
+    logits = load_logits(args.logits)                      # .pt, .npy (memory-mapped), .npz or .csv; floats only
     tree = l2h(logits)                                     # the hierarchy over the K classes
     print(tree)
     path = save_dendrogram(tree, args.out / "dendrogram.svg", max_leaves=150)
     print(f"dendrogram: {path}")
+    print(f"explorable tree: {save_dendrogram(tree, args.out / 'tree.html')}")
+    print(f"suggested cuts (numbers of groups): {suggest_cuts(tree)}")
     scores = {}
     if args.target is not None:
         target = load_labels(args.target)
@@ -55,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
             truth = Hierarchy.from_levels([[c // 10 for c in range(logits.shape[1])]])
             scores["lhd (superclasses)"] = float(lca_height_distance(tree, logits, target, truth))
             scores.update({k: float(v) for k, v in level_scores(tree, logits, target, truth).items()})
+            for r in surprising_merges(tree, truth, logits=logits, top=3):
+                print(f"surprising merge {r['surprise']:.3f}: {r['label']} (points {r['points'][:5]})")
         for name, value in scores.items():
             print(f"{name:>20}: {value:.4f}")
     return scores
