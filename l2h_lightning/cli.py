@@ -149,6 +149,8 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return _error("--device cuda, but no CUDA device is available")
     dist = _Distributed(args.device)
+    if dist.rank != 0:
+        warnings.simplefilter("ignore")  # every process computes the same numbers: process 0 says it once
     try:
         error = None
         try:
