@@ -262,8 +262,8 @@ def analyze(
     ``surprises.json``, ``cuts.json`` (the suggested cuts, their groups and level scores), ``tree.html`` (the
     explorable tree: fold, search, hover), then ``dendrogram.png`` (the top 150 subtrees when K is larger,
     plus ``dendrogram_full.svg`` with every leaf). Each file is written on its own (through a temporary name,
-    so no half-written file is left): one that fails is listed in ``failures`` (file name -> reason) and the
-    others are still written.
+    so no half-written file is left): one that fails is listed in ``failures`` (file name -> reason; "clade
+    support" when that computation failed) and the others are still written.
 
     Example:
         >>> import torch
@@ -277,7 +277,7 @@ def analyze(
     if target is not None and logits.ndim == 2 and target.shape[0] != logits.shape[0]:
         raise ValueError(f"target has {target.shape[0]} labels but the logits have N = {logits.shape[0]} rows")
     if reload is None:
-        reload = (lambda: logits) if not inplace else None
+        reload = (lambda kept=logits: kept) if not inplace else None
     # the table needs the argmax before an in-place engine run overwrites the logits
     counts = _counts(logits, target, target_hierarchy, process_group) if target is not None else None
     num_points = _all_sum(torch.tensor(logits.shape[0], device=logits.device), process_group).item()
@@ -336,7 +336,7 @@ def _explain(
             result["support"] = clade_support(reload(), tree, n_boot=n_boot, seed=seed,
                                               aggregation=result["aggregation"], process_group=group)
         except Exception as err:
-            result["failures"]["support"] = _one_line(err)
+            result["failures"]["clade support"] = _one_line(err)
     if truth is not None and tree.num_leaves > 1:
         try:
             # point indices are this process's own rows: only meaningful on one process

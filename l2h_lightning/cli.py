@@ -189,7 +189,8 @@ def _analyze(args: argparse.Namespace) -> int:
     if result["files"]:
         print("wrote " + ", ".join(str(p) for p in result["files"]))
     for name, reason in result["failures"].items():
-        print(f"l2h: error: could not write {out / name}: {reason}", file=sys.stderr)
+        what = f"write {out / name}" if "." in name else f"compute the {name}"
+        print(f"l2h: error: could not {what}: {reason}", file=sys.stderr)
     return 1 if result["failures"] else 0
 
 

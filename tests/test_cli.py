@@ -331,3 +331,28 @@ def test_torchrun_an_error_on_one_process_ends_all_with_its_message(tmp_path):
     ours = [line for line in run.stderr.splitlines() if line.startswith("l2h:")]
     assert ours == ["l2h: error: process 2: logits has NaN or infinite entries in 1 of its 3 rows"]
     assert not (tmp_path / "o" / "tree.json").exists()
+
+
+def test_analyze_in_python_keeps_the_logits_for_support_and_points(tmp_path):
+    from l2h_lightning.analysis import analyze
+
+    logits, y = _planted(tmp_path)
+    truth = Hierarchy.from_levels(json.loads((tmp_path / "levels.json").read_text()))
+    before = logits.clone()
+    result = analyze(logits, y, target_hierarchy=truth, support=3, surprises=2)
+    assert torch.equal(logits, before) and not result["failures"]
+    assert result["support"].shape == (11,) and len(result["surprises"]) == 2 and result["surprises"][0]["points"]
+
+
+def test_a_failing_computation_is_named_and_the_files_still_written(tmp_path, monkeypatch, capsys):
+    from l2h_lightning import explain
+
+    def broken(*args, **kwargs):
+        raise ValueError("no weights here")
+
+    monkeypatch.setattr(explain, "clade_support", broken)
+    _planted(tmp_path)
+    out = tmp_path / "o"
+    assert main(["analyze", str(tmp_path / "logits.npy"), "--support", "2", "--out", str(out)]) == 1
+    assert capsys.readouterr().err.strip() == "l2h: error: could not compute the clade support: ValueError: no weights here"
+    assert json.loads((out / "tree.json").read_text())["support"] is None and (out / "dendrogram.png").exists()
