@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import time
 import warnings
@@ -12,12 +13,13 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torchmetrics.utilities.distributed import gather_all_tensors
 
 from .engine import AGGREGATIONS, l2h
+from .explain import clade_support, suggest_cuts, surprising_merges
 from .hierarchy import Hierarchy
 from .metrics.functional import contingency_table, tree_distance
 from .metrics.functional.hierarchy_scores import _hierarchy_scores_compute
+from .metrics.functional.level_scores import _acc, _ari, _nmi
 
 Extract = Callable[[Any, Any], "tuple[torch.Tensor, torch.Tensor | None]"]
 TARGET_METRICS = "dp, lhd, leaf_purity and the level scores"
@@ -46,14 +48,28 @@ class L2HMonitor(Callback):
         prefix: prefix of every logged name.
         history: how many past results `history` keeps (also saved in checkpoints).
         watch_test: also build, score and log the tree on ``trainer.test`` runs (under ``{prefix}/test/``).
+        surprises: with `target_hierarchy`, log this many of the most surprising merges
+            (`l2h_lightning.explain.surprising_merges`) as a table and mark them on the pictures; 0: off.
+        cuts: log up to this many suggested numbers of groups (`suggest_cuts`), their groups' classes and, with
+            targets and `target_hierarchy`, the cuts' level scores; 0: off.
+        support_every_n_epochs: compute the clade support (`clade_support`, `support_boot` bootstrap engine runs)
+            every n-th epoch (and on every validate/test run); None (default): never.
+        support_boot: bootstrap replicates per support computation.
+
+    Under DDP nothing N x K moves: each process gives its own points to the distributed engine
+    (``l2h(..., process_group=...)``) and the K x C counts are all-reduced, so every process computes the same
+    tree and numbers.
 
     Logged per computed validation run, identically on every process (so ``ModelCheckpoint(monitor="l2h/dp")`` and
     ``EarlyStopping`` work under DDP): ``l2h/dp``, ``l2h/lhd``, ``l2h/leaf_purity``, ``l2h/level{i}/{nmi,ari,acc}``,
-    ``l2h/drift`` (tree distance to the previous tree), ``l2h/empty_clusters``, ``l2h/seconds``. On global rank 0,
-    at the step of those scalars, to every logger (TensorBoard, W&B, MLflow, CSV; see ``views/loggers.py``): the
-    images ``l2h/dendrogram`` (a card legible at TensorBoard's size) and ``l2h/dendrogram_full``, the text
-    ``l2h/tree``, and the files ``l2h/epoch_EEEE_step_SSSSSS.{json,png,html}`` in the run's own directory. Several
-    validation dataloaders get one tree each, logged with a ``/dataloader_idx_N`` suffix.
+    ``l2h/drift`` (tree distance to the previous tree), ``l2h/empty_clusters``, ``l2h/seconds``,
+    ``l2h/cut{r}/groups`` and ``l2h/cut{r}/level{i}/{nmi,ari,acc}`` (r-th suggested cut), and with support
+    ``l2h/support_seconds``, ``l2h/support_mean``. On global rank 0, at the step of those scalars, to every
+    logger (TensorBoard, W&B, MLflow, CSV; see ``views/loggers.py``): the images ``l2h/dendrogram`` (a card
+    legible at TensorBoard's size) and ``l2h/dendrogram_full`` (up to 150 subtrees), the texts ``l2h/tree``,
+    ``l2h/surprises`` and ``l2h/cuts`` (tables), and the files ``l2h/epoch_EEEE_step_SSSSSS.{json,png,html}`` in
+    the run's own directory. Several validation dataloaders get one tree each, logged with a
+    ``/dataloader_idx_N`` suffix.
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -78,6 +94,10 @@ class L2HMonitor(Callback):
         *,
         group_names: Sequence[str] | None = None,
         watch_test: bool = True,
+        surprises: int = 5,
+        cuts: int = 3,
+        support_every_n_epochs: int | None = None,
+        support_boot: int = 50,
     ) -> None:
         if not isinstance(every_n_epochs, int) or isinstance(every_n_epochs, bool) or every_n_epochs < 1:
             raise ValueError(f"every_n_epochs must be a positive int, got {every_n_epochs!r}")
@@ -103,6 +123,15 @@ class L2HMonitor(Callback):
             raise ValueError(f"history must be a positive int, got {history!r}")
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty string, got {prefix!r}")
+        for name, value in (("surprises", surprises), ("cuts", cuts)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int (0: off), got {value!r}")
+        if support_every_n_epochs is not None and (
+            not isinstance(support_every_n_epochs, int) or isinstance(support_every_n_epochs, bool) or support_every_n_epochs < 1
+        ):
+            raise ValueError(f"support_every_n_epochs must be a positive int or None (off), got {support_every_n_epochs!r}")
+        if not isinstance(support_boot, int) or isinstance(support_boot, bool) or support_boot < 1:
+            raise ValueError(f"support_boot must be a positive int, got {support_boot!r}")
         self.logits_key, self.target_key, self.extract = logits_key, target_key, extract
         self.every_n_epochs = every_n_epochs
         self.class_names = [str(n) for n in class_names] if class_names is not None else None
@@ -111,6 +140,10 @@ class L2HMonitor(Callback):
         self.aggregation, self.max_samples, self.store_dtype = aggregation, max_samples, store_dtype
         self.log_images, self.prefix, self.history_size = log_images, prefix, history
         self.watch_test = watch_test
+        self.surprises, self.cuts = surprises, cuts
+        self.support_every_n_epochs, self.support_boot = support_every_n_epochs, support_boot
+        # the last validation's insight per dataloader: "surprises", "cuts" (records) and "support" ((K-1,) or None)
+        self.insights: dict[int, dict[str, Any]] = {}
         self.hierarchies: dict[int, Hierarchy] = {}  # the last validation tree of every dataloader
         self.test_hierarchies: dict[int, Hierarchy] = {}  # the last test tree of every dataloader
         self.history: list[dict[str, Any]] = []  # the last results, oldest first
@@ -133,7 +166,7 @@ class L2HMonitor(Callback):
         return self._generate_state_key(prefix=self.prefix, logits_key=self.logits_key)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        # Our values are computed once and broadcast, so they are identical on every process: Lightning's advice
+        # Our values are computed from all-reduced sums, so they are identical on every process: Lightning's advice
         # to sync them does not apply (and syncing would pair collectives across different hooks).
         warnings.filterwarnings("ignore", message=rf"It is recommended to use `self.log\('{re.escape(self.prefix)}/")
         self._rounds_at_start = self._rounds
@@ -146,7 +179,7 @@ class L2HMonitor(Callback):
             if getattr(pl_module, "allow_zero_length_dataloader_with_multiple_devices", False):
                 raise ValueError(
                     "L2HMonitor: this Lightning version does not expose its validation schedule, so a process without "
-                    "validation batches could not join the others' gather in time; give every process validation "
+                    "validation batches could not join the others' collectives in time; give every process validation "
                     "data (allow_zero_length_dataloader_with_multiple_devices=False)"
                 )
 
@@ -269,8 +302,8 @@ class L2HMonitor(Callback):
             self._round(trainer, pl_module)
 
     # A process without validation batches skips Lightning's validation loop, hooks included, while the others
-    # gather in on_validation_epoch_end. It learns from Lightning's own schedule that a validation starts after
-    # this batch, and joins that round now (nothing collective happens between here and their gather).
+    # meet in on_validation_epoch_end. It learns from Lightning's own schedule that a validation starts after
+    # this batch, and joins that round now (nothing collective happens between here and their round).
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         val_loop = trainer.fit_loop.epoch_loop.val_loop
         if trainer.world_size > 1 and trainer.enable_validation and getattr(val_loop, "_combined_loader", 0) is None:
@@ -310,75 +343,148 @@ class L2HMonitor(Callback):
         return lambda: bool(decide(trainer.fit_loop._data_fetcher)) and not getattr(loop, "_skip_next_val", False)
 
     def _round(self, trainer: Trainer, pl_module: LightningModule, log: bool = True) -> None:
-        """Gather every dataloader's points from every process, compute on rank 0, share, publish."""
+        """Every dataloader: each process's own points to the distributed engine, the counts to an all-reduce;
+        every process gets the same tree and numbers and logs them, rank 0 writes the pictures and files."""
         self._rounds += 1
         stage = "test" if trainer.state.fn == "test" else "validate"
         n_loaders = max(len(self._num_batches(trainer, stage)), 1)
+        group = _process_group(trainer)
         for idx in range(n_loaders):
-            logits, target = self._gather(self._batches.get(idx, []), pl_module.device)
-            result: dict[str, Any] | None = None
-            if trainer.is_global_zero and logits is not None:
-                try:
-                    result = {"ok": self._compute(idx, logits, target, stage)}
-                except Exception as err:  # every process raises it, instead of waiting for rank 0 forever
-                    result = {"error": f"{type(err).__name__}: {err}"}
-            result = trainer.strategy.broadcast(result, src=0)
-            if result is None:
-                continue
-            if "error" in result:
-                raise ValueError(f"L2HMonitor: {result['error']}")
-            self._publish(trainer, pl_module, idx, n_loaders, result["ok"], stage, log)
+            result = self._compute(trainer, idx, self._batches.pop(idx, []), pl_module.device, stage, group)
+            if result is not None:
+                self._publish(trainer, pl_module, idx, n_loaders, result, stage, log)
         self._batches = {}
-        if trainer.world_size > 1:  # nobody leaves (and may exit) while a peer still receives the broadcast
+        if group is not None:  # nobody leaves (and may exit) while rank 0 still writes
             trainer.strategy.barrier("L2HMonitor")
 
-    def _gather(self, batches: list, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """All processes' logits (and targets) for one dataloader; (None, None) when nobody has any."""
-        dtype = self.store_dtype or torch.float32
-        K = batches[0][0].shape[1] if batches else 0
-        has_target = int(all(t is not None for _, t in batches)) if batches else -1
-        local = torch.cat([b[0].to(dtype).flatten() for b in batches]) if batches else torch.empty(0, dtype=dtype, device=device)
-        targets = [t for _, t in batches if t is not None]
-        local_t = torch.cat(targets) if has_target == 1 else torch.empty(0, dtype=torch.long, device=local.device)
-        if not torch.distributed.is_available() or not torch.distributed.is_initialized():
-            return (local.view(-1, K), local_t if has_target == 1 else None) if K else (None, None)
-        info = torch.stack(gather_all_tensors(torch.tensor([K, has_target], device=local.device))).tolist()
-        ks = {k for k, _ in info if k}
-        flags = {f for _, f in info if f >= 0}
-        if len(ks) > 1 or len(flags) > 1:  # the same answer on every process: they all raise together
-            raise ValueError(f"L2HMonitor: processes disagree on the number of classes or on having targets: {info}")
-        if not ks:
-            return None, None
-        K = ks.pop()
-        logits = torch.cat(gather_all_tensors(local)).view(-1, K)
-        if flags != {1}:
-            return logits, None
-        return logits, torch.cat(gather_all_tensors(local_t))
+    def _local(self, batches: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """This process's points as one owned tensor (the batches are released as they are joined)."""
+        logits = torch.cat([b[0] for b in batches]) if len(batches) > 1 else batches[0][0]
+        target = None
+        if batches[0][1] is not None:
+            target = torch.cat([b[1] for b in batches]) if len(batches) > 1 else batches[0][1]
+        batches.clear()
+        if logits.device != device and device.type != "cpu":  # the collectives run on the module's device
+            logits, target = logits.to(device), None if target is None else target.to(device)
+        return logits, target
 
-    def _compute(self, idx: int, logits: torch.Tensor, target: torch.Tensor | None, stage: str) -> dict[str, Any]:
+    def _agree(self, batches: list, device: torch.device, group: Any) -> tuple[torch.Tensor, torch.Tensor | None, int] | None:
+        """This process's points, and what all processes agree on (K, targets or not, the largest class id);
+        None when no process has a point. Any process's error is raised on every process."""
+        logits = target = None
+        mine: tuple = (0, None, -1, None, "")  # a process without points has no say
+        if batches:
+            try:
+                logits, target = self._local(batches, device)
+                top = int(target.max()) if target is not None and target.numel() else -1
+                mine = (logits.shape[1], target is not None, top, str(logits.dtype).removeprefix("torch."), "")
+            except Exception as err:  # noqa: BLE001 (every process must hear it)
+                mine = (0, None, -1, None, f"{type(err).__name__}: {err}")
+        every = [mine]
+        if group is not None:
+            every = [None] * torch.distributed.get_world_size(group)
+            torch.distributed.all_gather_object(every, mine, group=group)
+        errors = [f"process {rank}: {e[4]}" for rank, e in enumerate(every) if e[4]]
+        if errors:
+            raise ValueError("L2HMonitor: " + "; ".join(errors))
+        ks = [e[0] for e in every]
+        if not any(ks):
+            return None
+        if len({k for k in ks if k}) > 1:
+            raise ValueError(f"L2HMonitor: the processes disagree on the number of classes K: {ks} (process by process)")
+        if len({e[1] for e in every if e[1] is not None}) > 1:
+            raise ValueError("L2HMonitor: some processes have validation targets and some do not: give them on all or none")
+        K, first = max(ks), next(e for e in every if e[0])
+        if logits is None:  # a process without points still takes part in every collective, with (0, K)
+            logits = torch.empty(0, K, dtype=getattr(torch, first[3]), device=device)
+            target = torch.empty(0, dtype=torch.long, device=device) if first[1] else None
+        return logits, target, max(e[2] for e in every)
+
+    def _compute(
+        self, trainer: Trainer, idx: int, batches: list, device: torch.device, stage: str, group: Any
+    ) -> dict[str, Any] | None:
+        """The tree and every number of one dataloader, the same on every process (None: no process has points)."""
         start = time.perf_counter()
+        agreed = self._agree(batches, device, group)
+        if agreed is None:
+            return None
+        logits, target, top = agreed
         K = logits.shape[1]
         previous = self.hierarchies.get(idx)
+        truth = self.target_hierarchy
+        # the same checks on the same agreed numbers: every process raises together
         if previous is not None and previous.num_leaves != K:
             raise ValueError(f"the number of classes K changed between epochs: {previous.num_leaves} before, {K} now")
         if self.class_names is not None and len(self.class_names) != K:
             raise ValueError(f"class_names has {len(self.class_names)} names but the logits have K = {K} columns")
-        truth = self.target_hierarchy
         if truth is not None and truth.num_leaves != K:
             raise ValueError(f"target_hierarchy has {truth.num_leaves} classes but the logits have K = {K} columns")
-        tree = l2h(logits, self.aggregation)
-        preds = logits.argmax(1)
-        metrics: dict[str, float] = {"empty_clusters": float(K - torch.unique(preds).numel())}
+        preds = logits.argmax(1) if logits.shape[0] else torch.zeros(0, dtype=torch.long, device=logits.device)
+        counts = None
+        if target is not None:
+            num_classes = truth.num_leaves if truth is not None else max(top + 1, K)
+            if truth is not None and top >= num_classes:
+                raise ValueError(f"the target holds class id {top}, but target_hierarchy has {num_classes} classes")
+            counts = _all_sum(contingency_table(preds, target, K, num_classes), group)
+            per_cluster = counts.sum(1)
+        else:
+            per_cluster = _all_sum(torch.bincount(preds, minlength=K), group)
+        num_points = int(per_cluster.sum())
+        del preds, target
+        metrics: dict[str, float] = {"empty_clusters": float((per_cluster == 0).sum())}
+        support = None
+        if self._support_due(trainer, stage):
+            # clade_support reruns the engine on these logits: this epoch's tree may not overwrite them
+            tree = l2h(logits, self.aggregation, process_group=group)
+            began = time.perf_counter()
+            support = clade_support(logits, tree, n_boot=self.support_boot, aggregation=self.aggregation,
+                                    process_group=group)
+            metrics["support_seconds"] = time.perf_counter() - began
+            inner = support[:-1]  # the root is in every tree
+            if inner.numel():
+                metrics["support_mean"] = float(inner.mean())
+        else:
+            tree = l2h(logits, self.aggregation, inplace=True, process_group=group)
+        del logits
         if previous is not None and stage == "validate":
             metrics["drift"] = float(tree_distance(previous, tree))
-        if target is not None:
-            num_classes = truth.num_leaves if truth is not None else max(int(target.max()) + 1, K)
-            if truth is not None and int(target.max()) >= num_classes:
-                raise ValueError(f"the target holds class id {int(target.max())}, but target_hierarchy has {num_classes} classes")
-            counts = contingency_table(preds, target, K, num_classes)
+        if counts is not None:
             metrics.update({k: float(v) for k, v in _hierarchy_scores_compute(tree, counts, truth).items()})
+        insight = self._insight(tree, counts, metrics)
         metrics["seconds"] = time.perf_counter() - start
-        return {"tree": tree.to_dict(), "metrics": metrics, "num_points": logits.shape[0]}
+        return {"tree": tree, "metrics": metrics, "num_points": num_points, "support": support, **insight}
+
+    def _support_due(self, trainer: Trainer, stage: str) -> bool:
+        if self.support_every_n_epochs is None:
+            return False
+        return trainer.state.fn != "fit" or (trainer.current_epoch + 1) % self.support_every_n_epochs == 0
+
+    def _insight(self, tree: Hierarchy, counts: torch.Tensor | None, metrics: dict[str, float]) -> dict[str, Any]:
+        """The most surprising merges (with a target hierarchy) and the suggested cuts (scalars into `metrics`).
+
+        Each is computed on its own; one that fails is skipped with a warning (the same on every process)."""
+        truth, out = self.target_hierarchy, {"surprises": None, "cuts": None}
+        if self.surprises and truth is not None and tree.num_leaves > 1 and (counts is None or counts.sum() > 0):
+            try:
+                records = surprising_merges(tree, truth, counts=None if counts is None else counts.cpu(),
+                                            names=self.class_names, group_names=self.group_names, top=self.surprises)
+                out["surprises"] = [_jsonable(r) for r in records]
+            except Exception as err:  # noqa: BLE001
+                self._warn_once("surprises", f"L2HMonitor: surprising merges skipped: {type(err).__name__}: {err}")
+        if self.cuts and tree.evidence and tree.num_leaves > 2:
+            try:
+                cuts = []
+                for rank, n in enumerate(suggest_cuts(tree, max_suggestions=self.cuts), start=1):
+                    cut = {"groups": n, "members": _members(tree, n, self.class_names)}
+                    metrics[f"cut{rank}/groups"] = float(n)
+                    if counts is not None and truth is not None and truth.levels is not None and counts.sum() > 0:
+                        cut["level_scores"] = _cut_scores(tree, n, counts, truth)
+                        metrics.update({f"cut{rank}/{k}": v for k, v in cut["level_scores"].items()})
+                    cuts.append(cut)
+                out["cuts"] = cuts
+            except Exception as err:  # noqa: BLE001
+                self._warn_once("cuts", f"L2HMonitor: suggested cuts skipped: {type(err).__name__}: {err}")
+        return out
 
     # ------------------------------------------------------------------------------------------- publish
     def _position(self, trainer: Trainer) -> tuple[int | None, int]:
@@ -397,8 +503,7 @@ class L2HMonitor(Callback):
     def _publish(
         self, trainer: Trainer, pl_module: LightningModule, idx: int, n_loaders: int, result: dict, stage: str, log: bool
     ) -> None:
-        tree = Hierarchy.from_dict(result["tree"])
-        metrics = result["metrics"]
+        tree, metrics = result["tree"], result["metrics"]
         (self.hierarchies if stage == "validate" else self.test_hierarchies)[idx] = tree
         prefix = self.prefix if stage == "validate" else f"{self.prefix}/test"
         suffix = f"/dataloader_idx_{idx}" if n_loaders > 1 else ""
@@ -408,10 +513,12 @@ class L2HMonitor(Callback):
         entry = {"stage": str(getattr(trainer.state.fn, "value", trainer.state.fn)), "epoch": epoch,
                  "global_step": global_step, "step": self._log_step(trainer), "dataloader_idx": idx, **metrics}
         self.history = (self.history + [entry])[-self.history_size :]
+        if stage == "validate":
+            self.insights[idx] = {k: result[k] for k in ("surprises", "cuts", "support")}
         if trainer.is_global_zero:
-            self._write(trainer, tree, entry, result["num_points"], prefix, suffix)
+            self._write(trainer, tree, entry, result, prefix, suffix)
 
-    def _write(self, trainer: Trainer, tree: Hierarchy, entry: dict, num_points: int, prefix: str, suffix: str) -> None:
+    def _write(self, trainer: Trainer, tree: Hierarchy, entry: dict, result: dict, prefix: str, suffix: str) -> None:
         from .views.loggers import Publication, publish, run_dir
 
         epoch = entry["epoch"]
@@ -420,14 +527,22 @@ class L2HMonitor(Callback):
         stem += suffix.replace("/", "_")
         out = run_dir(trainer) / prefix
         stem = _unused(out, stem)  # a second trainer.validate at the same step keeps the first one's files
+        num_points, surprises, cuts = result["num_points"], result["surprises"], result["cuts"]
+        support = result["support"]
         record = {**entry, "num_points": num_points, "class_names": self.class_names,
-                  "group_names": self.group_names, "newick": tree.to_newick(self.class_names), "tree": tree.to_dict()}
+                  "group_names": self.group_names, "newick": tree.to_newick(self.class_names), "tree": tree.to_dict(),
+                  "surprises": surprises, "cuts": cuts, "support": None if support is None else support.tolist()}
         pub = Publication(stem=stem, step=entry["step"], prefix=prefix, suffix=suffix, record=record,
                           text=self._text(tree, entry, num_points))
+        if surprises:
+            pub.tables["surprises"] = _surprise_table(surprises)
+        if cuts:
+            pub.tables["cuts"] = _cut_table(cuts)
         if self.log_images:
             title = self._title(entry, suffix)
-            pub.images = self._images(tree, title, entry, num_points)
-            pub.html = self._html(tree, out / f"{stem}.html", title, entry)
+            marks = dict(support=support, highlight=surprises or None)
+            pub.images = self._images(tree, title, num_points, marks)
+            pub.html = self._html(tree, out / f"{stem}.html", title, entry, support, surprises)
         self.last_files = dict(publish(trainer, pub))
         if not any(_known(lg) for lg in trainer.loggers):
             self._info_once("no-logger", f"L2HMonitor: no TensorBoard, W&B, MLflow or CSV logger, so the tree is only saved under {out}")
@@ -445,28 +560,28 @@ class L2HMonitor(Callback):
         return (f"{tree.num_leaves} classes, {num_points} points: {line}\n\n```\n" + tree.to_text(self.class_names)
                 + "\n```\n\nNewick: `" + tree.to_newick(self.class_names) + "`")
 
-    def _images(self, tree: Hierarchy, title: str, entry: dict, num_points: int) -> dict[str, tuple[Any, str]]:
-        """The card (legible at TensorBoard's size) and, when it does not show every leaf, the full dendrogram."""
+    def _images(self, tree: Hierarchy, title: str, num_points: int, marks: dict) -> dict[str, tuple[Any, str]]:
+        """The card (legible at TensorBoard's size) and the larger dendrogram (its top `MAX_LEAVES` subtrees; every
+        leaf up to that many classes; the HTML page holds the whole tree)."""
         from .views import dendrogram as views
 
         groups = self._leaf_groups(tree.num_leaves)
         caption = f"{title}; {tree.num_leaves} classes, {num_points} points"
-        kwargs = dict(names=self.class_names, groups=groups, group_names=self.group_names, title=title)
-        card = getattr(views, "plot_tree_card", None)  # the TensorBoard-sized card, where this version has it
-        if card is None:
-            return {"dendrogram": (views.figure_to_array(views.plot_dendrogram(tree, **kwargs)[0]), caption)}
-        full = views.plot_dendrogram(tree, max_leaves=None, **kwargs)[0]
-        return {"dendrogram": (views.figure_to_array(card(tree, **kwargs)[0]), caption),
-                "dendrogram_full": (views.figure_to_array(full), caption + " (every class)")}
+        kwargs = dict(names=self.class_names, groups=groups, group_names=self.group_names, title=title, **marks)
+        # drawing every leaf costs ~10 s per validation at K = 1,000; the HTML page has them all
+        full = views.plot_dendrogram(tree, **kwargs)[0]
+        shown = "every class" if tree.num_leaves <= views.MAX_LEAVES else f"top {views.MAX_LEAVES} subtrees"
+        return {"dendrogram": (views.figure_to_array(views.plot_tree_card(tree, **kwargs)[0]), caption),
+                "dendrogram_full": (views.figure_to_array(full), f"{caption} ({shown})")}
 
-    def _html(self, tree: Hierarchy, path: Path, title: str, entry: dict) -> Path | None:
-        try:
-            from .views.html import save_html
-        except ImportError:  # pictures only, without the interactive page
-            return None
-        metrics = {k.upper() if k in ("dp", "lhd") else k: entry[k] for k in ("dp", "lhd", "leaf_purity", "drift") if k in entry}
+    def _html(self, tree: Hierarchy, path: Path, title: str, entry: dict, support: Any, surprises: Any) -> Path:
+        from .views.html import save_html
+
+        metrics = {k.upper() if k in ("dp", "lhd") else k: entry[k]
+                   for k in ("dp", "lhd", "leaf_purity", "drift", "support_mean") if k in entry}
         return save_html(tree, path, names=self.class_names, groups=self._leaf_groups(tree.num_leaves),
-                         group_names=self.group_names, title=title, metrics=metrics)
+                         group_names=self.group_names, title=title, metrics=metrics, support=support,
+                         surprises=surprises or None)
 
     def _leaf_groups(self, K: int) -> list[int] | None:
         """Each class's coarse ground-truth group, for colouring the leaves."""
@@ -522,3 +637,73 @@ def _unused(folder: Path, stem: str) -> str:
         n += 1
         candidate = f"{stem}_{n}"
     return candidate
+
+
+def _process_group(trainer: Trainer) -> Any:
+    """The group of the Trainer's processes (all of them), or None on one process."""
+    if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return None
+
+
+def _all_sum(t: torch.Tensor, group: Any) -> torch.Tensor:
+    if group is not None:
+        torch.distributed.all_reduce(t, group=group)
+    return t
+
+
+def _jsonable(value: Any) -> Any:
+    """Records as strict JSON: tensors and tuples to lists, NaN and infinities to None."""
+    if isinstance(value, torch.Tensor):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _members(tree: Hierarchy, n: int, names: Sequence[str] | None) -> list[list[str]]:
+    """The classes of each group of the cut into `n` groups, groups and classes in the dendrogram's order."""
+    cut = tree.cut(n).tolist()
+    members: dict[int, list[str]] = {}
+    for leaf in tree.leaves(tree.root):
+        members.setdefault(cut[leaf], []).append(str(names[leaf]) if names is not None else str(leaf))
+    return list(members.values())
+
+
+def _cut_scores(tree: Hierarchy, n: int, counts: torch.Tensor, truth: Hierarchy) -> dict[str, float]:
+    """NMI, ARI and ACC of the points grouped by the cut into `n` groups, against every level of the truth."""
+    pred = tree.cut(n)
+    c = counts.double().cpu()
+    scores = {}
+    for i, level in enumerate(truth.levels, start=1):
+        true = torch.unique(level, return_inverse=True)[1]
+        table = torch.zeros(n, int(true.max()) + 1, dtype=torch.float64)
+        table.index_put_((pred[:, None].expand_as(c), true[None, :].expand_as(c)), c, accumulate=True)
+        scores.update({f"level{i}/nmi": float(_nmi(table)), f"level{i}/ari": float(_ari(table)),
+                       f"level{i}/acc": float(_acc(table))})
+    return scores
+
+
+def _surprise_table(records: list[dict]) -> tuple[list[str], list[list[Any]]]:
+    columns = ["rank", "surprise", "node", "merge", "truth level", "contradiction", "strength"]
+    rows = [[i, round(r["surprise"], 4), r["node"], r["label"], r["truth_level"], round(r["contradiction"], 4),
+             round(r["strength"], 4)] for i, r in enumerate(records, start=1)]
+    return columns, rows
+
+
+def _cut_table(cuts: list[dict], shown_groups: int = 30, shown_classes: int = 8) -> tuple[list[str], list[list[Any]]]:
+    """One row per group of every suggested cut (at most `shown_groups` per cut; the JSON record has them all)."""
+    columns = ["rank", "groups", "scores", "group", "classes"]
+    rows = []
+    for rank, cut in enumerate(cuts, start=1):
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in cut.get("level_scores", {}).items() if k.endswith("nmi"))
+        for g, group in enumerate(cut["members"][:shown_groups], start=1):
+            more = f" ... (+{len(group) - shown_classes})" if len(group) > shown_classes else ""
+            rows.append([rank, cut["groups"], scores if g == 1 else "", g, ", ".join(group[:shown_classes]) + more])
+        if len(cut["members"]) > shown_groups:
+            rows.append([rank, cut["groups"], "", "...", f"{len(cut['members']) - shown_groups} more groups"])
+    return columns, rows

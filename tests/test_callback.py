@@ -15,6 +15,9 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from l2h_lightning import Hierarchy, L2HMonitor, l2h
+from l2h_lightning.explain import clade_support, suggest_cuts, surprising_merges
+from l2h_lightning.metrics.functional import contingency_table
+from sklearn.metrics import normalized_mutual_info_score
 from l2h_lightning.metrics.functional import dendrogram_purity, lca_height_distance, leaf_purity, level_scores, tree_distance
 from torch.utils.data import DataLoader
 
@@ -51,7 +54,9 @@ def test_fit_logs_scalars_images_text_and_json_every_epoch(tmp_path):
     scalars = set(acc.Tags()["scalars"])
     expected = {"l2h/dp", "l2h/lhd", "l2h/leaf_purity", "l2h/drift", "l2h/empty_clusters", "l2h/seconds"}
     expected |= {f"l2h/level1/{m}" for m in ("nmi", "ari", "acc")}
+    expected |= {"l2h/cut1/groups", "l2h/cut1/level1/nmi"}
     assert expected <= scalars
+    assert not any(tag.startswith("l2h/support") for tag in scalars)  # off by default
     assert len(acc.Scalars("l2h/dp")) == 3 and len(acc.Scalars("l2h/drift")) == 2
     # image, text and scalars of one validation run share one step
     steps = [[e.step for e in acc.Scalars("l2h/dp")], [e.step for e in acc.Images("l2h/dendrogram")],
@@ -76,6 +81,23 @@ def test_fit_logs_scalars_images_text_and_json_every_epoch(tmp_path):
     assert monitor.last_files["png"] == folder / "epoch_0002_step_000024.png"
     assert monitor.last_files["png"].exists()
     assert [h["epoch"] for h in monitor.history] == [0, 1, 2]
+
+    # the insight: the most surprising merges and the suggested cuts, from the same tree and counts
+    counts = contingency_table(logits, y, K, K)
+    surprises = surprising_merges(tree, TRUTH, counts=counts, names=NAMES, group_names=GROUPS, top=5)
+    assert [r["node"] for r in saved["surprises"]] == [r["node"] for r in surprises]
+    assert [r["surprise"] for r in saved["surprises"]] == pytest.approx([r["surprise"] for r in surprises])
+    assert [c["groups"] for c in saved["cuts"]] == suggest_cuts(tree) != []
+    first = saved["cuts"][0]
+    assert sorted(sum(first["members"], [])) == sorted(NAMES) and len(first["members"]) == first["groups"]
+    groups = tree.cut(first["groups"])
+    assert saved["cut1/groups"] == first["groups"]
+    assert saved["cut1/level1/nmi"] == pytest.approx(normalized_mutual_info_score(
+        [int(TRUTH.levels[0][c]) for c in y], [int(groups[k]) for k in logits.argmax(1)]))
+    table = acc.Tensors("l2h/surprises/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert table.count("\n") == 1 + len(surprises) and surprises[0]["label"] in table
+    cuts = acc.Tensors("l2h/cuts/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert all(name in cuts for name in NAMES)
 
 
 def test_mid_epoch_validation_keeps_every_run(tmp_path):
@@ -151,14 +173,22 @@ def test_kept_logits_are_compact_copies(tmp_path):
     assert held == [sum(sizes[: i + 1]) * (K * 4 + 8) for i in range(len(sizes))]
 
 
-def test_validate_only_on_a_trained_model(tmp_path):
-    monitor = L2HMonitor(log_images=False, target_hierarchy=TRUTH)
+def test_validate_only_on_a_trained_model_with_clade_support(tmp_path):
+    monitor = L2HMonitor(target_hierarchy=TRUTH, support_every_n_epochs=1, support_boot=6)
     model = Classifier()
-    results = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path)).validate(model)
+    trainer = Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path))
+    results = trainer.validate(model)
     logits, y = val_logits(model)
     assert monitor.hierarchy == l2h(logits)
     assert results[0]["l2h/dp"] == pytest.approx(float(dendrogram_purity(l2h(logits), logits, y)))
     assert "l2h/drift" not in results[0]
+    support = clade_support(logits, l2h(logits), n_boot=6)
+    assert torch.equal(monitor.insights[0]["support"], support)
+    assert results[0]["l2h/support_mean"] == pytest.approx(float(support[:-1].mean()))
+    assert 0 < results[0]["l2h/support_seconds"] < results[0]["l2h/seconds"]
+    record = json.loads(monitor.last_files["json"].read_text())
+    assert record["support"] == pytest.approx(support.tolist())
+    assert "support" in monitor.last_files["html"].read_text()
 
 
 def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
@@ -168,7 +198,7 @@ def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
         trainer.fit(Classifier())
     assert "l2h/dp" in trainer.callback_metrics
     assert sorted(p.name for p in (tmp_path / "l2h").iterdir()) == [
-        f"epoch_0000_step_000008{end}" for end in (".html", ".json", ".md", ".png", "_dendrogram_full.png")
+        f"epoch_0000_step_000008{end}" for end in (".html", ".json", ".md", ".png", "_cuts.md", "_dendrogram_full.png")
     ]
     assert caplog.text.count("no TensorBoard, W&B, MLflow or CSV logger") == 1
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Publication", "logger_kind", "publish", "run_dir"]
+__all__ = ["Publication", "logger_kind", "markdown_table", "publish", "run_dir"]
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Publication:
         images: ``name -> (HWC uint8 array, caption)``; the first one is the main image, saved as ``{stem}.png``,
             the others as ``{stem}_{name}.png``.
         text: markdown, logged as ``{prefix}/tree``.
+        tables: ``name -> (columns, rows)``, logged as ``{prefix}/{name}``: a markdown table in TensorBoard and
+            MLflow (``{stem}_{name}.md``), a table in W&B; also saved as ``{stem}_{name}.md``.
         html: an HTML file already written into the run directory (optional).
         record: the JSON record, saved as ``{stem}.json``.
     """
@@ -59,11 +61,29 @@ class Publication:
     suffix: str = ""
     images: dict[str, tuple[np.ndarray, str]] = field(default_factory=dict)
     text: str | None = None
+    tables: dict[str, tuple[list[str], list[list[Any]]]] = field(default_factory=dict)
     html: Path | None = None
     record: dict[str, Any] | None = None
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}{self.suffix}"
+
+
+def markdown_table(columns: list[str], rows: list[list[Any]]) -> str:
+    """A markdown table (TensorBoard renders it); ``|`` inside cells is escaped.
+
+    Example:
+        >>> print(markdown_table(["n", "name"], [[1, "a|b"]]))
+        | n | name |
+        |---|---|
+        | 1 | a\\|b |
+    """
+    def cell(v: Any) -> str:
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(map(cell, columns)) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
+    return "\n".join(lines)
 
 
 def _class_names(logger: Any) -> set[str]:
@@ -166,6 +186,9 @@ def _write_files(out: Path, pub: Publication) -> dict[str, Path]:
     if pub.text is not None:
         files["md"] = out / f"{pub.stem}.md"
         files["md"].write_text(pub.text)
+    for name, table in pub.tables.items():
+        files[f"{name}_md"] = out / f"{pub.stem}_{name}.md"
+        files[f"{name}_md"].write_text(markdown_table(*table))
     if pub.html is not None:
         files["html"] = Path(pub.html)
     return files
@@ -176,6 +199,8 @@ def _to_tensorboard(writer: Any, pub: Publication) -> None:
         writer.add_image(pub.key(name), image, pub.step, dataformats="HWC")
     if pub.text is not None:
         writer.add_text(pub.key("tree"), pub.text, pub.step)
+    for name, table in pub.tables.items():
+        writer.add_text(pub.key(name), markdown_table(*table), pub.step)
 
 
 def _to_wandb(logger: Any, pub: Publication, files: dict[str, Path]) -> None:
@@ -185,6 +210,8 @@ def _to_wandb(logger: Any, pub: Publication, files: dict[str, Path]) -> None:
         logger.log_image(key=pub.key(name), images=[image], step=pub.step, caption=[caption])
     if pub.text is not None:
         logger.log_text(key=pub.key("tree"), columns=["tree"], data=[[pub.text]], step=pub.step)
+    for name, (columns, rows) in pub.tables.items():
+        logger.log_text(key=pub.key(name), columns=columns, data=[[str(v) for v in row] for row in rows], step=pub.step)
     if "html" in files:
         logger.log_metrics({pub.key("tree_html"): wandb.Html(files["html"].read_text(), inject=False)}, pub.step)
     run_files = getattr(logger.experiment, "dir", None)
@@ -203,6 +230,8 @@ def _to_mlflow(logger: Any, pub: Publication, files: dict[str, Path]) -> None:
         client.log_image(run_id, image, key=pub.key(name).replace("/", "."), step=pub.step)
     if pub.text is not None:
         client.log_text(run_id, pub.text, f"{folder}/{pub.stem}.md")
+    for name, table in pub.tables.items():
+        client.log_text(run_id, markdown_table(*table), f"{folder}/{pub.stem}_{name}.md")
     if pub.record is not None:
         client.log_dict(run_id, pub.record, f"{folder}/{pub.stem}.json")
     for role in ("png", "html"):
