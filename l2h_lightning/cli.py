@@ -26,8 +26,10 @@ def _parser() -> argparse.ArgumentParser:
         "analyze",
         help="build, score and save the L2H tree of a logits file",
         description="Build the L2H tree over the K classes of an (N, K) logits file, score it against targets "
-        "if given, write tree.json, tree.nwk (and metrics.json), dendrogram.png into --out, and print a summary. "
-        "Exit codes: 0 all written, 1 an output failed (the others are written), 2 bad input.",
+        "if given, explain it against --levels, write tree.json, tree.nwk, tree.html, dendrogram.png (with "
+        "--target metrics.json, with --levels surprises.json; cuts.json) into --out, and print a summary. "
+        "Exit codes: 0 all written, 1 an output failed (the others are written), 2 bad input. Under torchrun "
+        "every process reads only its own rows and process 0 writes.",
     )
     analyze.add_argument("logits", help="(N, K) floating-point logits: .pt, .npy (memory-mapped), .npz or .csv")
     analyze.add_argument("--target", help="true class ids (N,), same formats")
@@ -36,13 +38,14 @@ def _parser() -> argparse.ArgumentParser:
                          "with one row per class and one column per level")
     analyze.add_argument("--group-names", help="names of the groups of the coarsest --levels level (text file, one "
                          "per line, or a JSON list), for the legend")
-    analyze.add_argument("--aggregation", default="cluster_mean", choices=AGGREGATIONS)
+    analyze.add_argument("--aggregation", default="cluster_mean", choices=AGGREGATIONS,
+                         help="the group score that picks whom to merge next (default: cluster_mean)")
     analyze.add_argument("--support", type=_count, default=0, metavar="N", help="clade support from N bootstrap "
                          "replicates (about N more engine runs; default 0: none)")
     analyze.add_argument("--seed", type=int, default=0, help="seed of the bootstrap replicates (default 0)")
     analyze.add_argument("--surprises", type=_count, default=20, metavar="N", help="with --levels: how many of the "
                          "most surprising merges to write to surprises.json (default 20; the top 5 are printed)")
-    analyze.add_argument("--device", default="cpu", help="where to run the engine: cpu or cuda")
+    analyze.add_argument("--device", default="cpu", help="where to run the engine: cpu, cuda or cuda:i")
     analyze.add_argument("--out", default="l2h_out", help="output folder (default: l2h_out)")
     analyze.add_argument("--traceback", action="store_true", help="show the traceback of an internal error")
     return parser

@@ -122,6 +122,10 @@ def test_usage_errors_are_exit_code_2(tmp_path, capsys):
     assert main(["analyze", _logits(tmp_path), "--aggregation", "median"]) == 2
     assert "invalid choice: 'median'" in capsys.readouterr().err
     assert main(["analyze"]) == 2
+    assert main(["analyze", _logits(tmp_path), "--support", "2.5"]) == 2
+    assert "--support: expected a whole number >= 0, got '2.5'" in capsys.readouterr().err
+    assert main(["analyze", _logits(tmp_path), "--surprises", "-1"]) == 2
+    assert "--surprises: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
 
 
 def test_a_failing_output_costs_only_itself(tmp_path, capsys, monkeypatch):
