@@ -267,13 +267,16 @@ def test_cut_scores_follow_the_definition():
     tree = random_tree(9, 2)
     ev, sizes = tree.evidence, tree.sizes()
     A, points = ev["partner_value"].tolist(), ev["points"].tolist()
-    lift = [A[i] * (9 - sizes[a]) / points[i] for i, (a, _) in enumerate(tree.children)]
+    G = [sizes[a] for a, _ in tree.children]
+    raw = [A[i] * (9 - G[i]) / points[i] for i in range(8)]
+    c = float(np.median([points[i] / G[i] for i in range(8)]))  # 8 merges: the mean of the middle two
+    lift = [(points[i] * raw[i] + c) / (points[i] + c) for i in range(8)]
+    for method, values in (("lift", lift), ("raw_lift", raw), ("partner_value", A)):
+        scores = cut_scores(tree, method=method)
+        for n in range(2, 9):
+            assert float(scores[n]) == pytest.approx(math.log(values[9 - n - 1]) - math.log(values[9 - n])), (method, n)
+        assert scores[:2].isnan().all() and scores[9].isnan()
     scores = cut_scores(tree)
-    for n in range(2, 9):
-        assert float(scores[n]) == pytest.approx(math.log(lift[9 - n - 1]) - math.log(lift[9 - n]))
-    assert scores[:2].isnan().all() and scores[9].isnan()
-    raw = cut_scores(tree, method="partner_value")
-    assert float(raw[4]) == pytest.approx(math.log(A[4]) - math.log(A[5]))
     want = sorted((n for n in range(2, 9) if scores[n] > 1e-6), key=lambda n: -float(scores[n]))[:2]
     assert suggest_cuts(tree, max_suggestions=2) == want
     # a chain whose selected side is always one leaf: equal lifts up to rounding (0.1 * 3 != 0.3) suggest nothing

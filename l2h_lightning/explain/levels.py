@@ -2,20 +2,26 @@
 
 Cutting the tree into n groups applies its first K - n merges (`Hierarchy.cut`). A cut is natural when the
 last merge applied was well supported and the next one, which starts joining the n groups, is not. The
-support of merge i (selected group G, partner H) is its **lift**:
+support of merge i (selected group G, partner H) is its **lift**
 
-    lift_i = A_i * (K - |G|) / points_i,
+    raw_i = A_i * (K - |G|) / points_i,
 
 the partner's mean received probability per cluster (A, ``partner_value``) relative to an even share of one unit
 per reassigned point over the K - |G| clusters the points could move to. It is about 1 or below when the points
 have no preference (and at the root, whose partner is every other cluster), and about q (K - |G|) / |H| when all
-of them go to the partner with probability q. The score of the cut into n groups (2 <= n <= K-1) is
+of them go to the partner with probability q. A merge decided by a handful of points can have any raw lift, so
+it is shrunk towards 1 as if c more points without a preference had been reassigned:
+
+    lift_i = (points_i * raw_i + c) / (points_i + c),   c = median over merges of points_i / |G_i|
+
+(c: the points of a typical cluster, so the rule does not depend on the scale of the weights). The score of the
+cut into n groups (2 <= n <= K-1) is
 
     drop(n) = log lift_{K-n-1} - log lift_{K-n},
 
 and `suggest_cuts` returns the n with the largest positive drops (above a rounding-noise threshold).
-``method="partner_value"`` uses the raw A_i instead of the lift (the direct reading of "where the partner values
-drop"); docs/insight.md compares the two. Cost: O(K).
+``method="raw_lift"`` uses raw_i, ``method="partner_value"`` the raw A_i (the direct reading of "where the partner
+values drop"); docs/insight.md compares them. Cost: O(K).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import torch
 
 from ..hierarchy import Hierarchy
 
-METHODS = ("lift", "partner_value")
+METHODS = ("lift", "raw_lift", "partner_value")
 
 
 def cut_scores(tree: Hierarchy, *, method: str = "lift") -> torch.Tensor:
@@ -37,7 +43,7 @@ def cut_scores(tree: Hierarchy, *, method: str = "lift") -> torch.Tensor:
         >>> ev = {"partner_value": [9.0, 9.0, 1.0], "points": [10.0, 10.0, 20.0]}
         >>> tree = Hierarchy.from_merges([[0, 1], [2, 3], [4, 5]], num_leaves=4, evidence=ev)
         >>> [round(float(x), 3) for x in cut_scores(tree)[2:4]]  # 2 groups: {0, 1} and {2, 3}
-        [3.296, 0.0]
+        [1.531, 0.0]
     """
     values = _support(tree, method)
     K = tree.num_leaves
@@ -93,4 +99,9 @@ def _support(tree: Hierarchy, method: str) -> torch.Tensor:
     sizes = torch.tensor(tree.sizes(), dtype=torch.float64)
     selected = sizes[tree.merges[:, 0]]
     points = ev["points"].double()
-    return torch.where(points > 0, A * (K - selected) / points, torch.full_like(A, math.nan))
+    has = points > 0
+    raw = torch.where(has, A * (K - selected) / points, torch.full_like(A, math.nan))
+    if method == "raw_lift" or not bool(has.any()):
+        return raw
+    c = float(torch.quantile(points[has] / selected[has], 0.5))  # median; of an even count, the middle two's mean
+    return torch.where(has, (points * raw + c) / (points + c), raw)
