@@ -452,6 +452,11 @@ class L2HMonitor(Callback):
             metrics.update({k: float(v) for k, v in _hierarchy_scores_compute(tree, counts, truth).items()})
         insight = self._insight(tree, counts, metrics)
         metrics["seconds"] = time.perf_counter() - start
+        if group is not None:  # the slowest process's times, so that every process logs the same numbers
+            times = [k for k in ("seconds", "support_seconds") if k in metrics]
+            slowest = torch.tensor([metrics[k] for k in times], dtype=torch.float64, device=device)
+            torch.distributed.all_reduce(slowest, torch.distributed.ReduceOp.MAX, group=group)
+            metrics.update(zip(times, slowest.tolist()))
         return {"tree": tree, "metrics": metrics, "num_points": num_points, "support": support, **insight}
 
     def _support_due(self, trainer: Trainer, stage: str) -> bool:

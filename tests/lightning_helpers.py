@@ -108,12 +108,33 @@ def trainer_kwargs(tmp_path, **overrides):
 
 
 
+COLLECTIVES = ("all_reduce", "all_gather", "all_gather_into_tensor", "broadcast", "gather", "reduce", "scatter")
+
+
 class DumpMetrics(Callback):
-    """Writes each process's logged l2h values to rank{N}.json when it finishes (to compare processes)."""
+    """Writes each process's logged l2h values to rank{N}.json when it finishes (to compare processes), with the
+    dtype and size of every tensor that went through a torch.distributed collective after `setup`."""
 
     def __init__(self, out_dir):
         self.out_dir = out_dir
 
+    def setup(self, trainer, pl_module, stage):
+        self.calls, self.saved = [], {}
+        if not torch.distributed.is_initialized():
+            return
+        for name in COLLECTIVES:
+            original = self.saved[name] = getattr(torch.distributed, name)
+
+            def spy(*args, _name=name, _original=original, **kwargs):
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                tensors += [t for a in args if isinstance(a, list) for t in a if isinstance(t, torch.Tensor)]
+                self.calls += [(_name, str(t.dtype), t.numel()) for t in tensors]
+                return _original(*args, **kwargs)
+
+            setattr(torch.distributed, name, spy)
+
     def teardown(self, trainer, pl_module, stage):
+        for name, original in self.saved.items():
+            setattr(torch.distributed, name, original)
         values = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("l2h/")}
-        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps(values))
+        (self.out_dir / f"rank{trainer.global_rank}.json").write_text(json.dumps({"logged": values, "calls": self.calls}))

@@ -1,17 +1,23 @@
-"""L2HMonitor under real DDP: ddp_spawn, 2 CPU processes (gloo), uneven and empty validation shards."""
+"""L2HMonitor under real DDP: ddp_spawn, 2 CPU processes (gloo), uneven and empty validation shards.
+
+Each process gives its own points to the distributed engine: every collective is checked to carry only small
+tensors (no logits), and the logged values equal a one-process run on the same points.
+"""
 
 import json
 from datetime import timedelta
 
 import pytest
+import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
-from l2h_lightning import Hierarchy, L2HMonitor
-from lightning_helpers import SUPER, Classifier, DumpMetrics, trainer_kwargs
+from l2h_lightning import Hierarchy, L2HMonitor, l2h
+from lightning_helpers import K, SUPER, Classifier, DumpMetrics, make_data, trainer_kwargs
 
 TRUTH = Hierarchy.from_levels([SUPER])
+BOOT = 4
 
 
 def run(tmp_path, mode, shards, devices, **overrides):
@@ -20,12 +26,23 @@ def run(tmp_path, mode, shards, devices, **overrides):
     kwargs = trainer_kwargs(out, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False, **overrides)
     if devices == 2:  # a hang would fail after 60 s instead of blocking the suite
         kwargs.update(devices=2, strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)))
-    trainer = Trainer(callbacks=[L2HMonitor(target_hierarchy=TRUTH, log_images=False), DumpMetrics(out)], logger=TensorBoardLogger(out), **kwargs)
+    monitor = L2HMonitor(target_hierarchy=TRUTH, log_images=False, support_every_n_epochs=1, support_boot=BOOT)
+    trainer = Trainer(callbacks=[monitor, DumpMetrics(out)], logger=TensorBoardLogger(out), **kwargs)
     model = Classifier(shard_val=shards)
     trainer.fit(model) if mode == "fit" else trainer.validate(model)
     files = sorted((out / "lightning_logs" / "version_0" / "l2h").glob("*.json"))
-    logged = [json.loads((out / f"rank{r}.json").read_text()) for r in range(devices)]
-    return json.loads(files[-1].read_text()), logged, [f.name for f in files]
+    dumped = [json.loads((out / f"rank{r}.json").read_text()) for r in range(devices)]
+    return json.loads(files[-1].read_text()), dumped, [f.name for f in files]
+
+
+def check_collectives(calls):
+    """No logits moved: every floating-point tensor in a collective is one of the engine's 2 (2K - 1) sums or
+    smaller, and all_gather moved no floating-point tensor at all; the engine's per-merge all-reduces happened."""
+    floats = [(name, n) for name, dtype, n in calls if "float" in dtype]
+    assert floats and max(n for _, n in floats) <= 2 * (2 * K - 1)
+    assert not [c for c in floats if c[0].startswith("all_gather")]
+    assert sum(name == "all_reduce" and dtype == "torch.float64" for name, dtype, _ in calls) >= (BOOT + 1) * (K - 1)
+    assert max(n for _, _, n in calls) < 300 * K  # nothing N x K (the pickled agreements are a few hundred bytes)
 
 
 @pytest.mark.parametrize(
@@ -33,25 +50,34 @@ def run(tmp_path, mode, shards, devices, **overrides):
     [
         ("validate", [list(range(0, 200)), list(range(200, 300))]),  # uneven
         ("validate", [list(range(300)), []]),  # rank 1 has no batch at all
-        # ... while training, validating twice per epoch: rank 1 joins each gather from its next training hook
+        # ... while training, validating twice per epoch: rank 1 joins each round from its next training hook
         ("fit", [list(range(0, 300, 3)), []]),
     ],
     ids=["validate-uneven", "validate-empty-rank", "fit-mid-epoch-empty-rank"],
 )
 def test_two_processes_match_one(tmp_path, mode, shards):
     overrides = {"val_check_interval": 0.5} if mode == "fit" else {}
-    two, logged, files = run(tmp_path, mode, shards, devices=2, **overrides)
+    two, dumped, files = run(tmp_path, mode, shards, devices=2, **overrides)
+    logged = [d["logged"] for d in dumped]
+    for d in dumped:
+        check_collectives(d["calls"])
     everything = sorted(shards[0] + shards[1])
-    one = run(tmp_path, mode, [everything], devices=1)[0] if mode == "validate" else None
     if mode == "fit":  # 4 training batches per process: validation after the 2nd and the 4th
         assert files == ["epoch_0000_step_000002.json", "epoch_0000_step_000004.json"]
     if mode == "fit" or shards[1]:
-        assert logged[0] == logged[1]  # every process logs the same values
+        assert logged[0] == logged[1]  # every process logs the same values, support included
+        assert "l2h/support_mean" in logged[0] and "l2h/cut1/groups" in logged[0]
     else:  # trainer.validate skips a process without batches: Lightning lets it log nothing
         assert logged[1] == {}
     assert logged[0]["l2h/dp"] == pytest.approx(two["dp"])
     assert two["num_points"] == len(everything)
-    if one is not None:
+    if mode == "validate":  # the model is not trained: its logits on all points give the one-process tree
+        one = run(tmp_path, mode, [everything], devices=1)[0]
+        x, _ = make_data(300, 1).tensors
+        with torch.no_grad():
+            assert Hierarchy.from_dict(two["tree"]) == l2h(Classifier().net(x[everything]))
         assert Hierarchy.from_dict(two["tree"]) == Hierarchy.from_dict(one["tree"])
-        for key in ("dp", "lhd", "leaf_purity", "level1/nmi", "empty_clusters"):
+        for key in ("dp", "lhd", "leaf_purity", "level1/nmi", "empty_clusters", "cut1/groups", "cut1/level1/nmi"):
             assert two[key] == pytest.approx(one[key])
+        assert [r["node"] for r in two["surprises"]] == [r["node"] for r in one["surprises"]]
+        assert len(two["support"]) == K - 1 and two["support"][-1] == 1.0
