@@ -27,6 +27,10 @@ ARGUMENTS = [
     ("group_names a string", {"group_names": "ab", "target_hierarchy": TRUTH}, ValueError, "group_names must be a sequence of names"),
     ("history 0", {"history": 0}, ValueError, "history must be a positive int"),
     ("empty prefix", {"prefix": ""}, ValueError, "prefix must be a non-empty string"),
+    ("surprises negative", {"surprises": -1}, ValueError, "surprises must be a non-negative int"),
+    ("cuts a float", {"cuts": 2.0}, ValueError, "cuts must be a non-negative int"),
+    ("support every 0 epochs", {"support_every_n_epochs": 0}, ValueError, "support_every_n_epochs must be a positive int or None"),
+    ("support_boot 0", {"support_boot": 0}, ValueError, "support_boot must be a positive int"),
 ]
 
 

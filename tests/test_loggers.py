@@ -29,6 +29,9 @@ def tensorboard_steps(log_dir):
     text = acc.Tensors("l2h/tree/text_summary")
     assert len(acc.Images("l2h/dendrogram_full")) == len(images)
     assert images and images[-1].width > 300 and "cat" in text[-1].tensor_proto.string_val[0].decode()
+    for table in ("surprises", "cuts"):  # the insight tables, one per validation run
+        rows = acc.Tensors(f"l2h/{table}/text_summary")
+        assert len(rows) == len(images) and rows[-1].tensor_proto.string_val[0].decode().startswith("| rank |")
     return [e.step for e in acc.Scalars("l2h/dp")], [e.step for e in images], [e.step for e in text]
 
 
@@ -63,8 +66,8 @@ def test_every_logger_gets_images_text_html_and_json(tmp_path, monkeypatch):
     stems = ["epoch_0000_step_000008", "epoch_0001_step_000016"]
     for folder in (Path(tb.log_dir) / "l2h", Path(csv.log_dir) / "l2h", wandb_files / "l2h"):
         for stem in stems:
-            for ext in ("json", "png", "md", "html"):
-                assert (folder / f"{stem}.{ext}").stat().st_size > 0, folder / f"{stem}.{ext}"
+            for end in (".json", ".png", ".md", ".html", "_surprises.md", "_cuts.md"):
+                assert (folder / f"{stem}{end}").stat().st_size > 0, folder / f"{stem}{end}"
     record = json.loads((Path(csv.log_dir) / "l2h" / f"{stems[-1]}.json").read_text())
     assert record["group_names"] == ["animals", "vehicles"] and "dp" in record
     assert "l2h/dp" in (Path(csv.log_dir) / "metrics.csv").read_text()
@@ -74,13 +77,16 @@ def test_every_logger_gets_images_text_html_and_json(tmp_path, monkeypatch):
     assert {"images", "table", "html"} <= media
     images = sorted(p.name.split("_")[0] for p in (wandb_files / "media" / "images").rglob("*.png"))
     assert images == ["dendrogram"] * 4  # card and full dendrogram, two validation runs
-    assert "cat" in next((wandb_files / "media" / "table").rglob("*.json")).read_text()
+    tables = {p.name.split("_")[0]: p.read_text() for p in (wandb_files / "media" / "table").rglob("*.json")}
+    assert set(tables) == {"tree", "surprises", "cuts"} and "cat" in tables["tree"]
+    assert '"surprise"' in tables["surprises"] and '"classes"' in tables["cuts"]
 
     # MLflow: read back through its client
     client = mlflow.MlflowClient(tracking_uri=uri)
     listed = {a.path for a in client.list_artifacts(ml.run_id, "l2h")}
     for stem in stems:
         assert {f"l2h/{stem}.json", f"l2h/{stem}.md", f"l2h/{stem}.png", f"l2h/{stem}.html"} <= listed
+        assert {f"l2h/{stem}_surprises.md", f"l2h/{stem}_cuts.md"} <= listed
     local = Path(client.download_artifacts(ml.run_id, f"l2h/{stems[-1]}.json", str(tmp_path / "down")))
     assert json.loads(local.read_text())["dp"] == pytest.approx(record["dp"])
     assert [a.path for a in client.list_artifacts(ml.run_id) if a.path == "images"], "no image gallery entries"
