@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
@@ -89,11 +90,41 @@ def l2h(
     K = logits.shape[1]
     if K == 1:
         return Hierarchy(1, [])
-    points = _Points(logits, weights, inplace)
-    with _one_thread_for_small_ops(logits):
+    points = _Points(logits, inplace)
+    return _run(points, aggregation, sums, weights)
+
+
+def l2h_replicates(
+    logits: torch.Tensor, weights, aggregation: str = "cluster_mean", *, process_group: object | None = None
+) -> Iterator[Hierarchy]:
+    """One tree per weight vector in `weights` (an iterable of (N,) tensors), sharing one pass over the logits.
+
+    Each tree equals ``l2h(logits, aggregation, weights=w, process_group=process_group)``; the pass that prepares
+    the logits (argmax, doubts, v) is done once, so bootstrap replicates cost the merge loop alone.
+
+    Example:
+        >>> import torch
+        >>> logits = torch.randn(100, 5)
+        >>> trees = l2h_replicates(logits, [torch.ones(100), torch.randint(0, 3, (100,))])
+        >>> next(trees) == l2h(logits)
+        True
+    """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+    sums = _Sums(process_group)
+    logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed))
+    points = _Points(logits, inplace=False, reusable=True) if logits.shape[1] > 1 else None
+    for w in weights:
+        _, w = sums.agree(logits, *_checked_weights(w, logits))
+        yield _run(points, aggregation, sums, w) if points is not None else Hierarchy(1, [])
+
+
+def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor | None) -> Hierarchy:
+    points.restart(weights)
+    with _one_thread_for_small_ops(points.assign):
         run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
         merges, evidence = run(points, aggregation, sums)
-    return Hierarchy.from_merges(merges, K, evidence=evidence)
+    return Hierarchy.from_merges(merges, points.K, evidence=evidence)
 
 
 def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
@@ -115,16 +146,22 @@ def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.T
         bad += int((~(low.isfinite() & high.isfinite())).sum())
     if bad:
         return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
-    if weights is not None:
-        weights = torch.as_tensor(weights, device=logits.device).detach()
-        if weights.shape != (logits.shape[0],):
-            return None, None, f"weights must have shape (N,) = ({logits.shape[0]},), got {tuple(weights.shape)}"
-        if weights.dtype == torch.bool or weights.is_complex():
-            return None, None, f"weights must be real numbers, got dtype {weights.dtype}"
-        weights = weights.double()
-        if not bool(weights.isfinite().all()) or bool((weights < 0).any()):
-            return None, None, "weights must be finite and non-negative"
-    return logits, weights, ""
+    weights, error = _checked_weights(weights, logits)
+    return (None, None, error) if error else (logits, weights, "")
+
+
+def _checked_weights(weights, logits: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+    if weights is None:
+        return None, ""
+    weights = torch.as_tensor(weights, device=logits.device).detach()
+    if weights.shape != (logits.shape[0],):
+        return None, f"weights must have shape (N,) = ({logits.shape[0]},), got {tuple(weights.shape)}"
+    if weights.dtype == torch.bool or weights.is_complex():
+        return None, f"weights must be real numbers, got dtype {weights.dtype}"
+    weights = weights.double()
+    if not bool(weights.isfinite().all()) or bool((weights < 0).any()):
+        return None, "weights must be finite and non-negative"
+    return weights, ""
 
 
 class _Sums:
@@ -184,7 +221,7 @@ class _Points:
     that q = 1 / (1 + u) and 1 - q = u / (1 + u) keep their precision when q rounds to 1.
     """
 
-    def __init__(self, logits: torch.Tensor, weights: torch.Tensor | None, inplace: bool) -> None:
+    def __init__(self, logits: torch.Tensor, inplace: bool, reusable: bool = False) -> None:
         N, self.K = logits.shape
         device = logits.device
         self.dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
@@ -200,6 +237,13 @@ class _Points:
         step = max(1, (1 << 20) // self.K)
         for start in range(0, N, step):
             self._first_pass(logits, start, min(step, N - start))
+        self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
+        rows = (1 << 26 if device.type == "cuda" else 1 << 20) // self.K
+        self.buf = torch.empty(max(1, min(rows, N)), self.K, dtype=self.dtype, device=device)
+
+    def restart(self, weights: torch.Tensor | None) -> None:
+        """Forget the last run's answers; weigh the points by `weights` (None: 1 each)."""
+        N, device = self.assign.shape[0], self.assign.device
         self.weights = torch.ones(N, dtype=torch.float64, device=device) if weights is None else weights
         # each point's last reassignment: masked argmax, its v, the masked sum without it (and its value when
         # last computed in full, to tell when subtracting columns would lose precision); starts "never computed"
@@ -212,8 +256,6 @@ class _Points:
         self.listed = torch.zeros(N, dtype=torch.bool, device=device)
         self.next_col = torch.zeros(N, LISTED, dtype=torch.long, device=device)
         self.next_val = torch.zeros(N, LISTED, dtype=self.dtype, device=device)
-        rows = (1 << 26 if device.type == "cuda" else 1 << 20) // self.K
-        self.buf = torch.empty(max(1, min(rows, N)), self.K, dtype=self.dtype, device=device)
 
     def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> None:
         """Argmax, doubt and second maximum of rows start..start+n; v of those rows."""
@@ -296,7 +338,8 @@ class _Points:
         if p.is_cuda or bool(unsure.any()):
             idx = unsure.nonzero().squeeze(1)
             r[idx], u[idx] = self._log_domain(p[idx], columns)
-            top[idx], rest[idx] = 1.0, u[idx]  # the rows are now shifted to their masked maximum
+            # the rows are now shifted to their masked maximum (unless reusable: then never updated by subtraction)
+            top[idx], rest[idx] = 1.0, math.nan if self.reusable else u[idx]
             self.r.index_copy_(0, p[idx], r[idx])
             self.listed[p[idx]] = False
         return r, u, top, rest
@@ -365,9 +408,13 @@ class _Points:
             z.index_fill_(1, columns, -math.inf)
         top, r = z.max(1)
         z.sub_(top[:, None])
-        if self.v is not None:
+        if self.reusable:  # another run starts from the first mask again: keep v and m2 as the first pass left them
+            pass
+        elif self.v is not None:
             self.v[p] = torch.where(z < -self.low, z, z.clamp(min=-self.low).exp()).to(self.dtype)
-        self.m2[p] += top.to(self.dtype)
+            self.m2[p] += top.to(self.dtype)
+        else:
+            self.m2[p] += top.to(self.dtype)
         e = z.clamp_(min=-708.0).exp_().scatter_(1, r[:, None], 0.0)  # e^-708: float64's smallest normal
         return r, e.sum(1)
 

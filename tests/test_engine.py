@@ -152,3 +152,21 @@ def test_cuda_gives_the_same_tree():
     logits = torch.as_tensor(random_logits(np.random.default_rng(2), 2000, 50), dtype=torch.float32)
     for aggregation in AGGREGATIONS:
         assert l2h(logits.cuda(), aggregation) == l2h(logits, aggregation)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_replicates_share_one_pass_and_equal_weighted_runs(aggregation):
+    from l2h_lightning.engine import l2h_replicates
+
+    rng = np.random.default_rng(21)
+    for kind in range(3):
+        logits = torch.as_tensor(random_logits(rng, 600, 24), dtype=torch.float32)
+        logits[: 100 * kind, 0] += 60.0  # saturated rows, which the log domain serves
+        gen = torch.Generator().manual_seed(kind)
+        weights = [None] + [torch.multinomial(torch.ones(600), 600, replacement=True, generator=gen).bincount(minlength=600)
+                            for _ in range(3)]
+        for got, w in zip(l2h_replicates(logits, weights, aggregation), weights):
+            expected = l2h(logits, aggregation, weights=w)
+            assert got.merges.tolist() == expected.merges.tolist()
+            for key, value in expected.evidence.items():
+                torch.testing.assert_close(got.evidence[key], value, equal_nan=True)

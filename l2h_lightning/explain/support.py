@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..engine import l2h
+from ..engine import l2h, l2h_replicates
 from ..hierarchy import Hierarchy
 
 _MASK = (1 << 128) - 1
@@ -43,7 +43,7 @@ def clade_support(
         process_group: rows split over processes: every process passes its own rows and gets the same support
             (the replicates resample the concatenated rows).
 
-    Cost: B + 1 engine runs (one for the default tree) and O(B K) for the comparison.
+    Cost: one pass over the logits, B + 1 merge loops (one for the default tree), O(B K) for the comparison.
 
     Example:
         >>> import torch
@@ -68,9 +68,10 @@ def clade_support(
         return torch.zeros(0, dtype=torch.float64)
     keys = clade_keys(tree)
     hits = torch.zeros(len(keys), dtype=torch.float64)
-    for w in bootstrap_weights(logits.shape[0], n_boot, seed=seed, weights=weights, device=logits.device,
-                               process_group=process_group):  # fmt: skip
-        found = set(clade_keys(l2h(logits, aggregation, weights=w, process_group=process_group)))
+    draws = bootstrap_weights(logits.shape[0], n_boot, seed=seed, weights=weights, device=logits.device,
+                              process_group=process_group)
+    for replicate in l2h_replicates(logits, draws, aggregation, process_group=process_group):
+        found = set(clade_keys(replicate))
         hits += torch.tensor([k in found for k in keys], dtype=torch.float64)
     return hits / n_boot
 
