@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     torch.manual_seed(0)
     truth = Hierarchy.from_levels([SUPER_OF])
-    monitor = L2HMonitor(class_names=CLASS_NAMES, target_hierarchy=truth, group_names=list(SUPERCLASSES))
+    # clade support every 4th epoch (50 bootstrap engine runs each); surprising merges and cuts every epoch
+    monitor = L2HMonitor(class_names=CLASS_NAMES, target_hierarchy=truth, group_names=list(SUPERCLASSES),
+                         support_every_n_epochs=4)
     logger = TensorBoardLogger(args.out, name="demo")
     trainer = Trainer(
         max_epochs=args.epochs,
@@ -96,6 +98,13 @@ def main(argv: list[str] | None = None) -> dict:
     print("top of the learned tree:", monitor.hierarchy.to_newick(CLASS_NAMES))
     print(f"last dendrogram: {monitor.last_files['png']} (the TensorBoard card), "
           f"{monitor.last_files['dendrogram_full_png']} (every class)")
+    insight = monitor.insights[0]
+    for r in insight["surprises"][:3]:
+        print(f"surprising merge {r['surprise']:.3f}: {r['label']}")
+    for cut in insight["cuts"]:
+        print(f"suggested cut into {cut['groups']} groups:", " | ".join(", ".join(g) for g in cut["members"]))
+    if insight["support"] is not None:
+        print(f"mean clade support {last['support_mean']:.2f} ({last['support_seconds']:.1f} s)")
     if "html" in monitor.last_files:
         print(f"explorable tree (fold, search, hover): {monitor.last_files['html']}")
     print(f"metrics and tree: {monitor.last_files['json']}")
