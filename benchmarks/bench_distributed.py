@@ -3,11 +3,12 @@
     python benchmarks/bench_distributed.py                   # gloo, 1 and 2 processes (4 too with >= 4 cores)
     python benchmarks/bench_distributed.py --quick           # a smoke run at 20,000 x 200
     python benchmarks/bench_distributed.py --uneven          # shards of sizes proportional to 1, 2, ..., P
-    python benchmarks/bench_distributed.py --device cuda --backend nccl   # 2 processes sharing one GPU
+    python benchmarks/bench_distributed.py --device cuda --backend nccl   # one process per GPU (see below)
 
 Two designs, in the same run, on the same logits (default: the planted family at 200,000 x 1,000):
 
 - ``rows stay``: ``l2h(own_rows, process_group=WORLD)`` on every process;
+- ``no group`` (one process only): plain ``l2h(logits)``, to show what the collectives cost by themselves;
 - ``gather``: the design it replaces (the monitor's former one): every process all-gathers every process's logits
   (torchmetrics' ``gather_all_tensors``, padding uneven shards), rank 0 runs ``l2h`` on all of them and broadcasts
   the merges (``broadcast_object_list``).
@@ -19,6 +20,9 @@ peak). Collectives are counted by wrapping ``torch.distributed``'s functions in 
 calls, bytes each process sends (its tensor, or its pickled object) and bytes it receives. Every process reads
 its shard from a raw file (no memory map, whose pages would count as resident). Each process uses
 ``cores // P`` torch threads (``--threads`` to override), as torchrun's one-thread default would on small machines.
+NCCL refuses two ranks on one GPU ("Duplicate GPU detected", NCCL >= 2.5), so with ``--backend nccl`` the process
+counts stop at the number of GPUs; two processes sharing one GPU run with ``--backend gloo --device cuda``, where
+only ``rows stay`` runs (gloo has no CUDA all_gather, which the gather design needs).
 Prints a Markdown table (ready for the README) and writes JSON (default
 ``benchmarks/results/distributed_<device>.json``; ``--quick`` writes under the temporary directory).
 """
@@ -150,6 +154,12 @@ def rows_stay(shard: torch.Tensor, inplace: bool) -> list:
     return l2h(shard, inplace=inplace, process_group=torch.distributed.group.WORLD).merges.tolist()
 
 
+def no_group(shard: torch.Tensor, inplace: bool) -> list:
+    from l2h_lightning import l2h
+
+    return l2h(shard, inplace=inplace).merges.tolist()
+
+
 def gather(shard: torch.Tensor, inplace: bool) -> list:
     """The former design: all of every process's logits on every process, the tree on rank 0, merges broadcast."""
     from torchmetrics.utilities.distributed import gather_all_tensors
@@ -183,7 +193,7 @@ def worker(rank: int, cfg: dict) -> None:
         l2h(shard[: min(64, len(shard))].clone() if len(shard) else torch.randn(8, cfg["k"], device=device))  # warm-up
         result = {"rank": rank, "rows": stop - start, "shard_bytes": shard.numel() * shard.element_size(), "designs": {}}
         for design in cfg["designs"]:
-            fn = rows_stay if design == "rows stay" else gather
+            fn = {"rows stay": rows_stay, "gather": gather, "no group": no_group}[design]
             out: dict = {}
             if cfg["mode"] == "timings":
                 times = []
@@ -334,8 +344,20 @@ def main() -> None:
             worlds = [1, 2]
             notes.append(f"4 processes not run: the machine has {cores} cores, so 4 processes would share them and the "
                          "timings would measure the scheduler (pass --world-sizes 1 2 4 to run them anyway)")
+    if args.device == "cuda" and args.world_sizes is None:
+        gpus = torch.cuda.device_count()
+        if backend == "nccl" and gpus < 2:
+            worlds = [1]
+            notes.append(f"NCCL with {gpus} GPU: 1 process only (NCCL refuses two ranks on one GPU); "
+                         "--backend gloo --device cuda runs 2 processes on it (rows stay only)")
+        elif backend == "nccl":
+            worlds = [w for w in (1, 2, 4) if w <= gpus]
     if min(worlds) < 1:
         raise SystemExit("--world-sizes must be at least 1")
+    designs = list(DESIGNS)
+    if args.device == "cuda" and backend == "gloo":
+        designs = ["rows stay"]
+        notes.append("gloo on CUDA tensors: the gather design is not run (gloo has no CUDA all_gather)")
     machine = {
         "cpu": next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                     platform.machine()),
@@ -363,11 +385,12 @@ def main() -> None:
         for world in worlds:
             cfg = {"world": world, "bounds": bounds(n, world, args.uneven), "path": str(path), "k": k,
                    "device": args.device, "backend": backend, "repeats": repeats, "inplace": args.inplace,
-                   "threads": args.threads or max(1, cores // world), "designs": list(DESIGNS)}
+                   "threads": args.threads or max(1, cores // world),
+                   "designs": designs + (["no group"] if world == 1 else [])}
             t0 = time.perf_counter()
             timed = spawn({**cfg, "mode": "timings"}, exact_memory=False)
             peaks = spawn({**cfg, "mode": "memory"}, exact_memory=True)
-            for design in DESIGNS:
+            for design in cfg["designs"]:
                 t = [r["designs"][design] for r in timed]
                 m = [r["designs"][design] for r in peaks]
                 merges = t[0]["merges"]

@@ -8,7 +8,8 @@
 Every measurement runs in a fresh process, on logits made once per row and shared through a temporary file:
 
 - timings: the median of >= 5 ``torch.softmax(logits, 1).max(1)`` passes, then the engine's median
-  (``--repeats``) with torch's default threads and with ``torch.set_num_threads(1)``;
+  (``--repeats`` calls, fewer but at least 3 where they would take over ``--budget`` seconds) with torch's
+  default threads and with ``torch.set_num_threads(1)``;
 - with ``--contention``: the same timings again while one busy process (a pure-Python spin loop, not pinned)
   occupies one core: started before that process, killed after it;
 - memory: the peak resident memory beyond the logits (VmHWM after resetting it through /proc/self/clear_refs, with
@@ -96,19 +97,22 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def median_time(fn, device: str, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
+def median_time(fn, device: str, repeats: int, budget: float | None = None, least: int = 3) -> tuple[float, int]:
+    """(median seconds, calls): `repeats` calls, or fewer (not under `least`) where they would exceed `budget` s."""
+    times: list[float] = []
+    while len(times) < repeats:
         sync(device)
         start = time.perf_counter()
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if budget is not None and len(times) == 1:
+            repeats = max(min(repeats, least), min(repeats, int(budget / max(times[0], 1e-9))))
+    return statistics.median(times), len(times)
 
 
 # --------------------------------------------------------------------------------- child processes' work
-def timings(family: str, n: int, k: int, device: str, repeats: int) -> dict:
+def timings(family: str, n: int, k: int, device: str, repeats: int, budget: float) -> dict:
     """One softmax pass and the engine (default threads, then one thread), medians, in this process."""
     logits = load_logits(family, n, k, device)
     conf, assign = torch.softmax(logits, 1).max(1)
@@ -121,12 +125,12 @@ def timings(family: str, n: int, k: int, device: str, repeats: int) -> dict:
     l2h(logits)  # warm-up (first calls load kernels)
     threads = torch.get_num_threads()
     result["threads"] = threads
-    result["softmax_s"] = median_time(lambda: torch.softmax(logits, 1).max(1), device, max(repeats, 5))
-    result["engine_s"] = median_time(lambda: l2h(logits), device, repeats)
+    result["softmax_s"], result["softmax_calls"] = median_time(lambda: torch.softmax(logits, 1).max(1), device, max(repeats, 5))
+    result["engine_s"], result["engine_calls"] = median_time(lambda: l2h(logits), device, repeats, budget)
     if device == "cpu":
         torch.set_num_threads(1)
         try:
-            result["engine_1thread_s"] = median_time(lambda: l2h(logits), device, repeats)
+            result["engine_1thread_s"], result["engine_1thread_calls"] = median_time(lambda: l2h(logits), device, repeats, budget)
         finally:
             torch.set_num_threads(threads)
     return result
@@ -302,6 +306,8 @@ def main() -> None:
     parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=list(FAMILIES))
     parser.add_argument("--sizes", nargs="+", default=None, help=f"NxK (default {' '.join(SIZES)})")
     parser.add_argument("--repeats", type=int, default=5, help="engine timings per median (softmax: at least 5)")
+    parser.add_argument("--budget", type=float, default=5.0,
+                        help="seconds per engine median: fewer repeats (at least 3) where --repeats would take longer")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--contention", action="store_true", help="also time with one busy process on a core")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: sizes {QUICK_SIZES}, reference {QUICK_REFERENCE_SIZE}")
@@ -316,7 +322,7 @@ def main() -> None:
     if args.child:
         family, n, k = args.row[0], int(args.row[1]), int(args.row[2])
         if args.child == "timings":
-            print(json.dumps(timings(family, n, k, args.device, args.repeats)))
+            print(json.dumps(timings(family, n, k, args.device, args.repeats, args.budget)))
         elif args.child == "memory":
             print(json.dumps(memory(family, n, k, args.device)))
         else:
@@ -338,7 +344,8 @@ def main() -> None:
         for n0, k0 in sizes:
             n, k = family_shape(family, n0, k0)
             row_start = time.perf_counter()
-            common = ["--row", family, str(n), str(k), "--device", args.device, "--repeats", str(args.repeats)]
+            common = ["--row", family, str(n), str(k), "--device", args.device, "--repeats", str(args.repeats),
+                      "--budget", str(args.budget)]
             row = {"family": family, "n": n, "k": k, "device": args.device}
             try:
                 row.update(child(["--child", "timings", *common]))
@@ -361,7 +368,8 @@ def main() -> None:
                   f"mem {pct(row['memory_copy'])} / inplace {pct(row['memory_inplace'])} / fp16 {pct(row['memory_float16'])}"
                   + (f"  busy core {ratio(row.get('contended_ratio'))} / 1 thread {ratio(row.get('contended_1thread_ratio'))}"
                      if args.contention else "")
-                  + f"  [{row['wall_s']:.0f} s]", flush=True)
+                  + f"  [{row['wall_s']:.0f} s; {len(rows)}/{len(args.families) * len(sizes)} rows after "
+                    f"{time.perf_counter() - started:.0f} s]", flush=True)
     if ref_size.lower() != "none":
         rn, rk = parse_size(ref_size)
         for family in args.families:
