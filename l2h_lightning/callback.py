@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -358,12 +359,22 @@ class L2HMonitor(Callback):
             trainer.strategy.barrier("L2HMonitor")
 
     def _local(self, batches: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """This process's points as one owned tensor (the batches are released as they are joined)."""
-        logits = torch.cat([b[0] for b in batches]) if len(batches) > 1 else batches[0][0]
-        target = None
-        if batches[0][1] is not None:
-            target = torch.cat([b[1] for b in batches]) if len(batches) > 1 else batches[0][1]
-        batches.clear()
+        """This process's points as one owned tensor. Each batch is released once copied (filled from the end),
+        so the peak is the joined tensor plus one batch, not twice the kept logits."""
+        if len(batches) == 1:
+            logits, target = batches.pop()
+        else:
+            dtype = functools.reduce(torch.promote_types, [b[0].dtype for b in batches])
+            rows = sum(b[0].shape[0] for b in batches)
+            logits = torch.empty(rows, batches[0][0].shape[1], dtype=dtype, device=batches[0][0].device)
+            target = None if batches[0][1] is None else torch.empty(rows, dtype=torch.long, device=batches[0][1].device)
+            while batches:
+                part, part_target = batches.pop()
+                rows -= part.shape[0]
+                logits[rows : rows + part.shape[0]] = part
+                if target is not None:
+                    target[rows : rows + part.shape[0]] = part_target
+                del part, part_target
         if logits.device != device and device.type != "cpu":  # the collectives run on the module's device
             logits, target = logits.to(device), None if target is None else target.to(device)
         return logits, target
