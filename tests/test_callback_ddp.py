@@ -81,3 +81,36 @@ def test_two_processes_match_one(tmp_path, mode, shards):
             assert two[key] == pytest.approx(one[key])
         assert [r["node"] for r in two["surprises"]] == [r["node"] for r in one["surprises"]]
         assert len(two["support"]) == K - 1 and two["support"][-1] == 1.0
+
+
+class RecordingMonitor(L2HMonitor):
+    """Each worker writes the error its round raised to error{rank}.txt (the launcher only sees the first)."""
+
+    def __init__(self, out_dir, **kwargs):
+        super().__init__(**kwargs)
+        self.out_dir = out_dir
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        try:
+            super().on_validation_epoch_end(trainer, pl_module)
+        except ValueError as err:
+            (self.out_dir / f"error{trainer.global_rank}.txt").write_text(str(err))
+            raise
+
+
+def fewer_columns_on_rank_1(outputs, batch):
+    import torch.distributed as dist
+
+    logits = outputs["logits"]
+    return (logits[:, :5] if dist.get_rank() == 1 else logits), batch[1].clamp(max=4)
+
+
+def test_an_error_on_one_process_is_raised_on_every_process(tmp_path):
+    kwargs = trainer_kwargs(tmp_path, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False, devices=2,
+                            strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)))
+    monitor = RecordingMonitor(tmp_path, log_images=False, extract=fewer_columns_on_rank_1)
+    trainer = Trainer(callbacks=[monitor], logger=False, **kwargs)
+    with pytest.raises(Exception, match="disagree on the number of classes K"):
+        trainer.validate(Classifier(shard_val=[list(range(150)), list(range(150, 300))]))
+    for rank in (0, 1):  # both raised the same error (none waited for the other until the timeout)
+        assert (tmp_path / f"error{rank}.txt").read_text().endswith("[6, 5] (process by process)")
