@@ -484,7 +484,7 @@ class L2HMonitor(Callback):
             try:
                 records = surprising_merges(tree, truth, counts=None if counts is None else counts.cpu(),
                                             names=self.class_names, group_names=self.group_names, top=self.surprises)
-                out["surprises"] = [_jsonable(r) for r in records]
+                out["surprises"] = [_jsonable(r) for r in records if r["surprise"] > 0]  # 0: no contradiction
             except Exception as err:  # noqa: BLE001
                 self._warn_once("surprises", f"L2HMonitor: surprising merges skipped: {type(err).__name__}: {err}")
         if self.cuts and tree.evidence and tree.num_leaves > 2:

@@ -85,6 +85,8 @@ def test_fit_logs_scalars_images_text_and_json_every_epoch(tmp_path):
     # the insight: the most surprising merges and the suggested cuts, from the same tree and counts
     counts = contingency_table(logits, y, K, K)
     surprises = surprising_merges(tree, TRUTH, counts=counts, names=NAMES, group_names=GROUPS, top=5)
+    surprises = [r for r in surprises if r["surprise"] > 0]  # merges without a contradiction are not listed
+    assert surprises
     assert [r["node"] for r in saved["surprises"]] == [r["node"] for r in surprises]
     assert [r["surprise"] for r in saved["surprises"]] == pytest.approx([r["surprise"] for r in surprises])
     assert [c["groups"] for c in saved["cuts"]] == suggest_cuts(tree) != []
@@ -188,7 +190,10 @@ def test_validate_only_on_a_trained_model_with_clade_support(tmp_path):
     assert 0 < results[0]["l2h/support_seconds"] < results[0]["l2h/seconds"]
     record = json.loads(monitor.last_files["json"].read_text())
     assert record["support"] == pytest.approx(support.tolist())
-    assert "support" in monitor.last_files["html"].read_text()
+    page = monitor.last_files["html"].read_text()
+    data = json.loads(page.split('id="l2h-data">', 1)[1].split("</script>", 1)[0])  # what the page shows
+    assert data["sup"] == pytest.approx(support.tolist(), abs=1e-6)
+    assert data["sur"] and len(data["sur"]) == len(monitor.insights[0]["surprises"])
 
 
 def test_no_logger_writes_under_default_root_dir(tmp_path, caplog):
