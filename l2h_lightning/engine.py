@@ -215,7 +215,7 @@ def _one_thread_for_small_ops(logits: torch.Tensor):
 
 
 class _Points:
-    """Masked-softmax reassignment (SPEC §1 step 2) of any set of points, with each point's last answer cached.
+    """Masked-softmax reassignment (docs/algorithm.md) of any set of points, with each point's last answer cached.
 
     A reassignment of a point gives r (its masked argmax) and u = Σ_{c outside the mask, c ≠ r} p_c / p_r, so
     that q = 1 / (1 + u) and 1 - q = u / (1 + u) keep their precision when q rounds to 1.
@@ -517,7 +517,7 @@ def _evidence(rows: list[tuple], K: int) -> dict[str, torch.Tensor]:
 
 
 def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
-    """Merge the pair (G, H) with the highest A_G(H) over all pairs (SPEC §1 variants).
+    """Merge the pair (G, H) with the highest A_G(H) over all pairs (docs/algorithm.md, other scores).
 
     Each live group sits in a slot (the merged group takes G's slot). ``mass[:, i, j]`` is the weight and doubt
     that slot i's points send to slot j's clusters; a group's reassignment does not change when *other* groups

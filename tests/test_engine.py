@@ -1,4 +1,4 @@
-"""The engine against the slow reference of SPEC §1 (tests/reference.py)."""
+"""The engine against the slow reference of docs/algorithm.md (tests/reference.py)."""
 
 import math
 

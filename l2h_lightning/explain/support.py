@@ -1,4 +1,4 @@
-"""Clade support (SPEC §4): how often bootstrap replicates of the logits rebuild each clade of a tree.
+"""Clade support (docs/insight.md): how often bootstrap replicates of the logits rebuild each clade of a tree.
 
 Replicate b is a weighted run of `l2h` on the same logits, the weights being multinomial resampling counts of
 the rows (times the user's point weights, if any): nothing is copied. The support of an internal node v is the

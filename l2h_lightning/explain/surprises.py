@@ -2,7 +2,7 @@
 
 For an internal node v of the learned tree T with children a (the selected group) and b (its partner):
 
-- ``rho`` = rho_T(v) = (|v| - 1) / (K - 1), the normalised size of the learned clade (SPEC §3);
+- ``rho`` = rho_T(v) = (|v| - 1) / (K - 1), the normalised size of the learned clade (docs/metrics.md);
 - ``truth_rho`` = the mean, over the pairs that v joins (one side in a, the other in b), of rho_H between their
   classes in the truth H. Pairs are class pairs (cluster k = class k) or, with ``counts``, point pairs weighted by
   the (K, C) table, exactly the pairs LHD charges to v;
@@ -278,7 +278,7 @@ def _side_label(classes: list[int], names: Sequence[str] | None, groups: list[st
 def _moved_points(
     logits: torch.Tensor, assign: torch.Tensor, selected: list[int], partner: list[int], n: int
 ) -> list[int]:
-    """Points of the selected side whose masked-softmax argmax (SPEC §1 step 2) lies in the partner side."""
+    """Points of the selected side whose masked-softmax argmax (docs/algorithm.md) lies in the partner side."""
     K, device = logits.shape[1], logits.device
     sel = torch.zeros(K, dtype=torch.bool, device=device)
     sel[selected] = True

@@ -1,4 +1,4 @@
-"""torchmetrics-style hierarchy metrics (SPEC §3); functional forms in `l2h_lightning.metrics.functional`."""
+"""torchmetrics-style hierarchy metrics (docs/metrics.md); functional forms in `l2h_lightning.metrics.functional`."""
 
 from .dendrogram_purity import DendrogramPurity
 from .hierarchy_metrics import HierarchyMetrics

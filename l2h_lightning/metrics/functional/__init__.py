@@ -1,4 +1,4 @@
-"""Functional metrics for hierarchies (SPEC §3). Each takes (preds, target) or the (K, C) table `counts=`."""
+"""Functional metrics for hierarchies (docs/metrics.md). Each takes (preds, target) or the (K, C) table `counts=`."""
 
 from .contingency import contingency_table
 from .dendrogram_purity import dendrogram_purity

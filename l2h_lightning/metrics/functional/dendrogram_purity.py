@@ -1,4 +1,4 @@
-"""Dendrogram purity (SPEC §3): for same-class point pairs, the class purity of their smallest common subtree."""
+"""Dendrogram purity (docs/metrics.md): for same-class point pairs, the class purity of their smallest common subtree."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""LCA height distance (SPEC §3; this project's definition, the paper's formula is not public).
+"""LCA height distance (docs/metrics.md; this project's definition, the paper's formula is not public).
 
 The mean over all unordered point pairs of |rho_T(pred_i, pred_j) - rho_H(y_i, y_j)|, where rho is a tree's
 normalised LCA size. Computed without point pairs: for every node v of T and u of H, count the pairs whose LCA is

@@ -19,7 +19,7 @@ from .contingency import _check_tree
 
 
 def tree_distance(a: Hierarchy, b: Hierarchy) -> torch.Tensor:
-    """Mean over leaf pairs of |rho_a - rho_b| (SPEC §3): 0 for the same shape, at most 1.
+    """Mean over leaf pairs of |rho_a - rho_b| (docs/metrics.md): 0 for the same shape, at most 1.
 
     Example:
         >>> from l2h_lightning import Hierarchy
