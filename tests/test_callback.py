@@ -253,7 +253,9 @@ def test_resume_from_checkpoint_continues_drift(tmp_path):
 
 def test_no_pyplot_figures_stay_open(tmp_path):
     before = plt.get_fignums()
-    Trainer(callbacks=[L2HMonitor(class_names=NAMES)], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path, max_epochs=3)).fit(Classifier())
+    monitor = L2HMonitor(class_names=NAMES, target_hierarchy=TRUTH, support_every_n_epochs=1, support_boot=2)
+    Trainer(callbacks=[monitor], logger=TensorBoardLogger(tmp_path), **trainer_kwargs(tmp_path, max_epochs=1)).fit(Classifier())
+    assert monitor.last_files["png"].exists()  # pictures with support and surprise marks were drawn
     assert plt.get_fignums() == before == []
 
 
