@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with warnings.catch_warnings():
             warnings.showwarning = _warning
             return _analyze(args)
+    except KeyboardInterrupt:
+        print("l2h: interrupted", file=sys.stderr)
+        return 130
     except Exception as err:
         if args.traceback:
             raise
