@@ -20,6 +20,11 @@ peak). Collectives are counted by wrapping ``torch.distributed``'s functions in 
 calls, bytes each process sends (its tensor, or its pickled object) and bytes it receives. Every process reads
 its shard from a raw file (no memory map, whose pages would count as resident). Each process uses
 ``cores // P`` torch threads (``--threads`` to override), as torchrun's one-thread default would on small machines.
+Columns: time per tree = median over repeats of the slowest process's time (gather design: including the
+gather and the broadcast); collectives per step = the most collectives any process called, over K - 1 merges;
+sent / received per process = the most bytes any process contributed to / got from collectives per tree;
+peak per process = the largest whole-process peak (VmHWM: Python, torch, its shard, what the tree added);
+peak / all logits = (own shard + peak beyond it) / the bytes of all N x K logits, for the worst process.
 NCCL refuses two ranks on one GPU ("Duplicate GPU detected", NCCL >= 2.5), so with ``--backend nccl`` the process
 counts stop at the number of GPUs; two processes sharing one GPU run with ``--backend gloo --device cuda``, where
 only ``rows stay`` runs (gloo has no CUDA all_gather, which the gather design needs).

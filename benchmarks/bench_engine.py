@@ -19,6 +19,12 @@ Every measurement runs in a fresh process, on logits made once per row and share
 - reference: each family at a small size (``--reference-size``) against ``tests/reference.py``'s
   ``reference_l2h_exact`` (SPEC §1 in high precision): identical merges, and the smallest decision margin.
 
+Columns: predicted = clusters that are some row's argmax; softmax ms / engine ms = medians (default threads);
+x softmax = engine / softmax; 1 thread ms = the engine under ``torch.set_num_threads(1)``; mem copy / mem inplace /
+mem fp16 = peak beyond the logits for ``inplace=False``, ``inplace=True`` and float16 input (a fraction of the bytes
+of the logits passed in); busy core = engine time with the busy process / without it, for default threads and for
+one thread (the threads table gives the four times).
+
 The language-id family has K = 176 (the model's labels): its rows use N from ``--sizes`` and K = 176.
 Prints Markdown tables (ready for the README) and writes JSON (default ``benchmarks/results/engine_<device>.json``;
 ``--quick`` writes under the system's temporary directory instead, so that smoke runs never replace results).
