@@ -24,8 +24,8 @@ Why it is fast (pure torch, on the logits' device):
 - A point is touched only when its own group is selected; while its last masked argmax stays outside the group
   it is still the answer, and when a group only absorbed a few columns (above all a never-predicted class) its
   points' sums are updated by those columns alone.
-- One host sync per step: the partner's id and a few evidence numbers. The many small per-step operations run
-  on one CPU thread: with other processes on the cores, multi-threaded small ops stall on each other.
+- One host sync per step: the partner's id and a few evidence numbers. On CPU everything runs on one thread: with
+  other processes on the cores, multi-threaded small operations stall on each other.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import torch
 from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
-LISTED = 32  # next-best columns kept for points that lose their argmax to a never-predicted class
+LISTED = 8  # next-best columns kept for points that lose their argmax to a never-predicted class
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
 
@@ -86,12 +86,11 @@ def l2h(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed))
-    K = logits.shape[1]
-    if K == 1:
-        return Hierarchy(1, [])
-    points = _Points(logits, inplace)
-    return _run(points, aggregation, sums, weights)
+    with _one_cpu_thread():
+        logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed))
+        if logits.shape[1] == 1:
+            return Hierarchy(1, [])
+        return _run(_Points(logits, inplace), aggregation, sums, weights)
 
 
 def l2h_replicates(
@@ -112,18 +111,20 @@ def l2h_replicates(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed))
-    points = _Points(logits, inplace=False, reusable=True) if logits.shape[1] > 1 else None
+    with _one_cpu_thread():
+        logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed))
+        points = _Points(logits, inplace=False, reusable=True) if logits.shape[1] > 1 else None
     for w in weights:
-        _, w = sums.agree(logits, *_checked_weights(w, logits))
-        yield _run(points, aggregation, sums, w) if points is not None else Hierarchy(1, [])
+        with _one_cpu_thread():
+            _, w = sums.agree(logits, *_checked_weights(w, logits))
+            tree = _run(points, aggregation, sums, w) if points is not None else Hierarchy(1, [])
+        yield tree
 
 
 def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor | None) -> Hierarchy:
     points.restart(weights)
-    with _one_thread_for_small_ops(points.assign):
-        run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
-        merges, evidence = run(points, aggregation, sums)
+    run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
+    merges, evidence = run(points, aggregation, sums)
     return Hierarchy.from_merges(merges, points.K, evidence=evidence)
 
 
@@ -141,7 +142,7 @@ def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.T
     if not isinstance(inplace, bool):
         return None, None, f"inplace must be True or False, got {inplace!r}"
     bad = 0
-    for chunk in logits.split(max(1, (1 << 22) // logits.shape[1])):  # min and max are finite iff every entry is
+    for chunk in logits.split(_chunk_rows(logits)):  # min and max are finite iff every entry is
         low, high = torch.aminmax(chunk, dim=1)
         bad += int((~(low.isfinite() & high.isfinite())).sum())
     if bad:
@@ -201,11 +202,22 @@ class _Sums:
         return logits, weights
 
 
+def _chunk_rows(logits: torch.Tensor) -> int:
+    """Rows per chunk: cache-sized on CPU (larger on CUDA), and at most 1/32 of the logits, so that the few
+    chunk-sized buffers stay a small fraction of them."""
+    N, K = logits.shape
+    elements = min(1 << 26 if logits.is_cuda else 1 << 20, N * K // 32)
+    return max(1, min(N, elements // K))
+
+
 @contextmanager
-def _one_thread_for_small_ops(logits: torch.Tensor):
-    if logits.is_cuda or torch.get_num_threads() == 1:
-        yield
-        return
+def _one_cpu_thread():
+    """The engine runs on one CPU thread (its GPU path is unaffected).
+
+    Its work is thousands of small operations. On cores shared with data-loader workers or other jobs, every
+    multi-threaded one waits for a descheduled thread: measured here, 2 threads took 3-4x the time of 1 with one
+    busy process (planted 50,000 x 1,000: 4.5 s against 1.3 s), while a quiet machine gains little from them.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -234,12 +246,11 @@ class _Points:
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
-        step = max(1, (1 << 20) // self.K)
+        step = _chunk_rows(logits)
         for start in range(0, N, step):
             self._first_pass(logits, start, min(step, N - start))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
-        rows = (1 << 26 if device.type == "cuda" else 1 << 20) // self.K
-        self.buf = torch.empty(max(1, min(rows, N)), self.K, dtype=self.dtype, device=device)
+        self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Forget the last run's answers; weigh the points by `weights` (None: 1 each)."""
@@ -254,8 +265,7 @@ class _Points:
         # for points that lost their argmax to a never-predicted partner: their next best columns, so that the
         # next such loss costs a lookup, not a row (valid while the row keeps its shift)
         self.listed = torch.zeros(N, dtype=torch.bool, device=device)
-        self.next_col = torch.zeros(N, LISTED, dtype=torch.long, device=device)
-        self.next_val = torch.zeros(N, LISTED, dtype=self.dtype, device=device)
+        self.next_col = self.next_val = None  # allocated when first needed
 
     def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> None:
         """Argmax, doubt and second maximum of rows start..start+n; v of those rows."""
@@ -323,8 +333,7 @@ class _Points:
                 x.index_fill_(1, columns, 0.0)
             self._argmax(x, pts, top[s : s + step], r[s : s + step])
             if listed:
-                best = torch.topk(x, min(LISTED, self.K), 1)
-                self.next_val[pts, : best.values.shape[1]], self.next_col[pts, : best.values.shape[1]] = best
+                self._keep_best_columns(x, pts)
             # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
             rest[s : s + step] = x.scatter_(1, r[s : s + step, None], 0.0).sum(1, dtype=rest.dtype if listed else None)
         u = rest / top
@@ -344,6 +353,15 @@ class _Points:
             self.listed[p[idx]] = False
         return r, u, top, rest
 
+    def _keep_best_columns(self, x: torch.Tensor, p: torch.Tensor) -> None:
+        if self.next_col is None:
+            N, device = self.assign.shape[0], self.assign.device
+            self.next_col = torch.zeros(N, LISTED, dtype=torch.int32, device=device)
+            self.next_val = torch.zeros(N, LISTED, dtype=self.dtype, device=device)
+        best = torch.topk(x, min(LISTED, self.K), 1)
+        self.next_val[p, : best.values.shape[1]] = best.values
+        self.next_col[p, : best.values.shape[1]] = best.indices.int()
+
     def store(self, p: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, listed: bool = False) -> None:
         """Keep the last full reassignment of points `p`, for `update`."""
         self.top.index_copy_(0, p, top)
@@ -362,9 +380,11 @@ class _Points:
         rest = before - self._exp_column(p, added)
         moved = (r == added).nonzero().squeeze(1)
         ok = torch.ones_like(rest, dtype=torch.bool)
-        if moved.numel():  # their argmax was masked: the next one from their list, where it is sure
+        if moved.numel() and self.next_col is None:
+            ok[moved] = False
+        elif moved.numel():  # their argmax was masked: the next one from their list, where it is sure
             m = p[moved]
-            col, val = self.next_col[m], self.next_val[m]
+            col, val = self.next_col[m].long(), self.next_val[m]
             masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
             open_ = ~masked[col] & self.listed[m, None]
             val = torch.where(open_, val, -1.0)
@@ -398,11 +418,15 @@ class _Points:
         self.r.index_copy_(0, points, where)
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """r and u in float64 from the log values; the rows are re-shifted to their masked maximum.
+        """r and u in float64 from the log values, a chunk of rows at a time (a float64 row is twice a float32 one)."""
+        parts = [self._log_domain_rows(q, columns) for q in p.split(max(1, self.buf.numel() // (2 * self.K)))]
+        if not parts:
+            return p.clone(), torch.empty(0, dtype=torch.float64, device=p.device)
+        return torch.cat([r for r, _ in parts]), torch.cat([u for _, u in parts])
 
-        A point's mask only grows, so shifting its row by the masked maximum keeps every column it may still
-        move to in exp's range for the next reassignments (masked columns may overflow: they are never read).
-        """
+    def _log_domain_rows(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows are re-shifted to their masked maximum: a point's mask only grows, so that keeps every column
+        it may still move to in exp's range for its next reassignments (masked ones may overflow: never read)."""
         z = self._log_rows(p)
         if columns is not None:
             z.index_fill_(1, columns, -math.inf)
