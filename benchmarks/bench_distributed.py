@@ -54,6 +54,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+from bench_engine import reset_peak_rss, rss_bytes  # noqa: E402
+
 SCRATCH = Path(tempfile.gettempdir()) / "l2h_bench_distributed"
 DESIGNS = ("rows stay", "gather")
 COLLECTIVES = ("barrier", "all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "reduce",
@@ -136,17 +138,6 @@ class Counter:
 
 
 # ---------------------------------------------------------------------------------------------- processes
-def rss_bytes(peak: bool = False) -> int:
-    field = "VmHWM:" if peak else "VmRSS:"
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field))
-
-
-def reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM to the current resident size
-
-
 def read_rows(path: Path, k: int, start: int, stop: int) -> torch.Tensor:
     """Rows start..stop of a raw float32 (N, k) file, read (not memory-mapped) into a fresh tensor."""
     x = np.fromfile(path, dtype=np.float32, count=(stop - start) * k, offset=start * k * 4)
