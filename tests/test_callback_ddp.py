@@ -1,10 +1,12 @@
-"""L2HMonitor under real DDP: ddp_spawn, 2 CPU processes (gloo), uneven and empty validation shards.
+"""L2HMonitor under real DDP: ddp_spawn (and its forkserver variant), 2 CPU processes (gloo), uneven and empty
+validation shards.
 
 Each process gives its own points to the distributed engine: every collective is checked to carry only small
 tensors (no logits), and the logged values equal a one-process run on the same points.
 """
 
 import json
+import multiprocessing
 from datetime import timedelta
 
 import pytest
@@ -18,14 +20,21 @@ from lightning_helpers import K, SUPER, Classifier, DumpMetrics, make_data, trai
 
 TRUTH = Hierarchy.from_levels([SUPER])
 BOOT = 4
+# Workers forked from one server that imported torch and Lightning once (a spawned worker re-imports them: ~15 s
+# per run on a loaded 2-core machine); the same launcher and pickling as ddp_spawn, which the first case uses.
+multiprocessing.set_forkserver_preload(["torch", "lightning.pytorch", "l2h_lightning", "lightning_helpers"])
 
 
-def run(tmp_path, mode, shards, devices, **overrides):
+def strategy(start_method):  # a hang would fail after 60 s instead of blocking the suite
+    return DDPStrategy(start_method=start_method, timeout=timedelta(seconds=60))
+
+
+def run(tmp_path, mode, shards, devices, start_method="forkserver", **overrides):
     out = tmp_path / f"{mode}-{devices}"
     out.mkdir()
     kwargs = trainer_kwargs(out, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False, **overrides)
-    if devices == 2:  # a hang would fail after 60 s instead of blocking the suite
-        kwargs.update(devices=2, strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)))
+    if devices == 2:
+        kwargs.update(devices=2, strategy=strategy(start_method))
     monitor = L2HMonitor(target_hierarchy=TRUTH, log_images=False, support_every_n_epochs=1, support_boot=BOOT)
     trainer = Trainer(callbacks=[monitor, DumpMetrics(out)], logger=TensorBoardLogger(out), **kwargs)
     model = Classifier(shard_val=shards)
@@ -46,18 +55,18 @@ def check_collectives(calls):
 
 
 @pytest.mark.parametrize(
-    ("mode", "shards"),
+    ("mode", "shards", "start_method"),
     [
-        ("validate", [list(range(0, 200)), list(range(200, 300))]),  # uneven
-        ("validate", [list(range(300)), []]),  # rank 1 has no batch at all
+        ("validate", [list(range(0, 200)), list(range(200, 300))], "spawn"),  # uneven
+        ("validate", [list(range(300)), []], "forkserver"),  # rank 1 has no batch at all
         # ... while training, validating twice per epoch: rank 1 joins each round from its next training hook
-        ("fit", [list(range(0, 300, 3)), []]),
+        ("fit", [list(range(0, 300, 3)), []], "forkserver"),
     ],
     ids=["validate-uneven", "validate-empty-rank", "fit-mid-epoch-empty-rank"],
 )
-def test_two_processes_match_one(tmp_path, mode, shards):
+def test_two_processes_match_one(tmp_path, mode, shards, start_method):
     overrides = {"val_check_interval": 0.5} if mode == "fit" else {}
-    two, dumped, files = run(tmp_path, mode, shards, devices=2, **overrides)
+    two, dumped, files = run(tmp_path, mode, shards, devices=2, start_method=start_method, **overrides)
     logged = [d["logged"] for d in dumped]
     for d in dumped:
         check_collectives(d["calls"])
@@ -107,7 +116,7 @@ def fewer_columns_on_rank_1(outputs, batch):
 
 def test_an_error_on_one_process_is_raised_on_every_process(tmp_path):
     kwargs = trainer_kwargs(tmp_path, max_epochs=1, num_sanity_val_steps=0, use_distributed_sampler=False, devices=2,
-                            strategy=DDPStrategy(start_method="spawn", timeout=timedelta(seconds=60)))
+                            strategy=strategy("forkserver"))
     monitor = RecordingMonitor(tmp_path, log_images=False, extract=fewer_columns_on_rank_1)
     trainer = Trainer(callbacks=[monitor], logger=False, **kwargs)
     with pytest.raises(Exception, match="disagree on the number of classes K"):
