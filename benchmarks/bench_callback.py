@@ -129,7 +129,7 @@ def epoch_end_breakdown(n: int = 50000, k: int = 1000) -> dict:
         return value
 
     plot_dendrogram(l2h(logits[:2000, :200]))  # warm up: one-time imports are not per-epoch costs
-    gathered, y = timed("gather_s", lambda: monitor._gather(batches, torch.device("cpu")))
+    gathered, y = timed("join_s", lambda: monitor._local(batches, torch.device("cpu")))
     tree = timed("engine_s", lambda: l2h(gathered))
     timed("metrics_s", lambda: hierarchy_scores(tree, gathered, y))
     fig, _ = timed("picture_s", lambda: plot_dendrogram(tree, monitor.class_names))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 import re
 import time
 import warnings
@@ -15,6 +14,7 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from .analysis import _all_sum, _jsonable
 from .engine import AGGREGATIONS, l2h
 from .explain import clade_support, suggest_cuts, surprising_merges
 from .hierarchy import Hierarchy
@@ -660,25 +660,6 @@ def _process_group(trainer: Trainer) -> Any:
     if trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.group.WORLD
     return None
-
-
-def _all_sum(t: torch.Tensor, group: Any) -> torch.Tensor:
-    if group is not None:
-        torch.distributed.all_reduce(t, group=group)
-    return t
-
-
-def _jsonable(value: Any) -> Any:
-    """Records as strict JSON: tensors and tuples to lists, NaN and infinities to None."""
-    if isinstance(value, torch.Tensor):
-        value = value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _members(tree: Hierarchy, n: int, names: Sequence[str] | None) -> list[list[str]]:
