@@ -270,3 +270,39 @@ def test_half_precision_equals_the_float32_run_of_its_values(aggregation, dtype)
     expected = l2h(x.float(), aggregation)
     assert_same_tree(l2h(x, aggregation), expected, 1e-6)
     assert_same_tree(l2h(x.clone(), aggregation, inplace=True), expected, 1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_partner_doubts_below_the_float64_range(aggregation, dtype):
+    # both points of cluster 1 move with doubts e^-1035 and e^-767, beneath float64's smallest number:
+    # A({2}) = 1 - e^-1035 beats A({0}) = 1 - e^-767, although both round to 1.0
+    x = np.array([[-2726.0565, -113.36071, -1690.7668], [-3862.1736, -2664.5542, -4629.6288]], dtype=np.float32)
+    expected, margins, evidence = reference_l2h_exact(x, aggregation)
+    assert expected == [(1, 2), (3, 0)] and min(margins) > 0.1
+    tree = run(x, aggregation, dtype)
+    assert merges_of(tree) == expected
+    assert_evidence_close(tree.evidence, evidence, RTOL[dtype])
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_runner_up_ties_among_groups_that_receive_nothing_go_to_the_earliest(aggregation):
+    # few points, many clusters: most partner values are exactly 0, and the runner-up is then
+    # the earliest of those groups in the list, as for the partner itself
+    rng = np.random.default_rng(AGGREGATIONS.index(aggregation) + 800)
+    checked = 0
+    for _ in range(12):
+        k = int(rng.integers(4, 14))
+        x = np.round(rng.normal(size=(int(rng.integers(1, 4)), k)) * 3).astype(np.float32)
+        expected, margins, evidence = reference_l2h_exact(x, aggregation)
+        if min(margins, default=math.inf) < TIE_FREE:
+            continue
+        tree = run(x, aggregation)
+        assert merges_of(tree) == expected
+        assert tree.evidence["runner_up"].tolist() == evidence["runner_up"]
+        checked += 1
+    assert checked >= 9
+    x = np.array([[3, 4, -6, 0, 0], [0, 0, -4, 2, 2]], dtype=np.float32)
+    if aggregation == "all_pairs":  # merge 1: group {3} moves its point to {4}; {2} and {0, 1} receive 0
+        assert reference_l2h_exact(x, aggregation)[2]["runner_up"] == [2, 2, 2, -1]
+        assert run(x, aggregation).evidence["runner_up"].tolist() == [2, 2, 2, -1]
