@@ -306,3 +306,14 @@ def test_runner_up_ties_among_groups_that_receive_nothing_go_to_the_earliest(agg
     if aggregation == "all_pairs":  # merge 1: group {3} moves its point to {4}; {2} and {0, 1} receive 0
         assert reference_l2h_exact(x, aggregation)[2]["runner_up"] == [2, 2, 2, -1]
         assert run(x, aggregation).evidence["runner_up"].tolist() == [2, 2, 2, -1]
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_float32_evidence_of_a_row_far_below_its_max(aggregation):
+    # merge 3 reassigns the point to {0} or {2}, logits 0.48 apart near -831 (the row's max is 4.2):
+    # q = sigmoid(0.4805...) must not inherit float32's spacing at 831 (6e-5)
+    x = np.array([[-831.57672, -228.07227, -831.09619, 4.226347, -61.712437]], dtype=np.float32)
+    expected, margins, evidence = reference_l2h_exact(x, aggregation, weights=[3])
+    tree = run(x, aggregation, torch.float32, weights=torch.tensor([3]))
+    assert merges_of(tree) == expected
+    assert_evidence_close(tree.evidence, evidence, RTOL[torch.float32])
