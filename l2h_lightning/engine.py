@@ -252,8 +252,8 @@ class _Points:
         self.low = 700.0 if self.dtype == torch.float64 else 80.0  # exp(-low) is still a normal number
         self.min_sum = self.K * math.exp(-self.low) / info.eps  # below this, entries dropped from v may matter
         half = logits.dtype != self.dtype
-        self.logits = logits if half else None
         self.v = None if half else (logits if inplace else torch.empty_like(logits))
+        self.logits = None if self.v is logits else logits  # the exact values, where they survive: for the log domain
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
@@ -309,8 +309,8 @@ class _Points:
         return out.scatter_(1, self.assign[p, None], 0.0)
 
     def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
-        """l - m2 for rows `p` in float64 (-inf at the point's own argmax)."""
-        if self.v is not None:
+        """l - m2 for rows `p` in float64 (-inf at the point's own argmax); from v (as float32 left it) in place."""
+        if self.logits is None:
             v = self.v[p].double()
             return torch.where(v > 0, v.log(), v - self.low)
         z = self.logits[p].double() - self.m2[p, None].double()
@@ -603,11 +603,12 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         G, H = node_at[i], node_at[j]
         row = value[i].clone()
         row[j] = -math.inf
-        R = int(_best(row, doubt[i]))
-        a_r = float(row[R])
+        row, doubts = row.cpu().numpy(), doubt[i].cpu().numpy()
+        a_r = float(row.max())  # the runner-up: ties by doubt, then earliest node (slots are not in node order)
+        R = -1 if a_r == -math.inf else min((doubts[c], node_at[c]) for c in np.flatnonzero(row == a_r))[1]
         merges.append((G, H))
-        evidence.append((math.nan, float(best), node_at[R] if a_r > -math.inf else -1,
-                         a_r if a_r > -math.inf else math.nan, weight[i], float(mass[0, i, j] - mass[1, i, j])))
+        evidence.append((math.nan, float(best), R, a_r if R >= 0 else math.nan, weight[i],
+                         float(mass[0, i, j] - mass[1, i, j])))
 
         mass[:, :, i] += mass[:, :, j]
         mass[:, :, j] = 0.0

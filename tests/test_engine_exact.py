@@ -272,6 +272,8 @@ def test_half_precision_equals_the_float32_run_of_its_values(aggregation, dtype)
     assert_same_tree(l2h(x.clone(), aggregation, inplace=True), expected, 1e-6)
 
 
+@pytest.mark.xfail(strict=True, reason="known limit (docs/algorithm.md): doubts below float64's range (logit gaps "
+                   "beyond ~745) count as 0, so such partners tie and go by index; fixing it means log-domain sums")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_partner_doubts_below_the_float64_range(aggregation, dtype):
