@@ -226,8 +226,8 @@ def _one_cpu_thread():
     """The engine runs on one CPU thread (its GPU path is unaffected).
 
     Its work is thousands of small operations. On cores shared with data-loader workers or other jobs, every
-    multi-threaded one waits for a descheduled thread: measured here, 2 threads took 3-4x the time of 1 with one
-    busy process (planted 50,000 x 1,000: 4.5 s against 1.3 s), while a quiet machine gains little from them.
+    multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads took
+    3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s), while a quiet machine gains little from them.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
