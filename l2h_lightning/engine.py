@@ -118,7 +118,7 @@ def l2h_replicates(
         points = _Points(logits, inplace=False, reusable=True) if logits.shape[1] > 1 else None
     for w in weights:
         with _one_cpu_thread():
-            _, w = sums.agree(logits, *_checked_weights(w, logits))
+            _, w = sums.agree(logits, *_checked_weights(w, logits, sums.distributed))
             tree = _run(points, aggregation, sums, w) if points is not None else Hierarchy(1, [])
         yield tree
 
@@ -149,11 +149,11 @@ def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.T
         bad += int((~(low.isfinite() & high.isfinite())).sum())
     if bad:
         return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
-    weights, error = _checked_weights(weights, logits)
+    weights, error = _checked_weights(weights, logits, distributed)
     return (None, None, error) if error else (logits, weights, "")
 
 
-def _checked_weights(weights, logits: torch.Tensor) -> tuple[torch.Tensor | None, str]:
+def _checked_weights(weights, logits: torch.Tensor, distributed: bool = False) -> tuple[torch.Tensor | None, str]:
     if weights is None:
         return None, ""
     weights = torch.as_tensor(weights, device=logits.device).detach()
@@ -164,6 +164,8 @@ def _checked_weights(weights, logits: torch.Tensor) -> tuple[torch.Tensor | None
     weights = weights.double()
     if not bool(weights.isfinite().all()) or bool((weights < 0).any()):
         return None, "weights must be finite and non-negative"
+    if not distributed and not bool(weights.any()):  # (under a process group: all processes together, see agree)
+        return None, "weights are all 0: no point is left to build a hierarchy from"
     return weights, ""
 
 
@@ -199,6 +201,8 @@ class _Sums:
             raise ValueError(f"the processes disagree on the number of clusters K: {ks} (process by process)")
         if len({e[3] for e in every}) > 1:
             raise ValueError("weights were given on some processes and not on others")
+        if weights is not None and sum(e[4] for e in every) == 0:
+            raise ValueError("weights are all 0 on every process: no point is left to build a hierarchy from")
         if sum(e[2] for e in every) == 0:
             raise ValueError("logits has no rows (N = 0) on any process: there are no points to build a hierarchy from")
         return logits, weights

@@ -170,3 +170,8 @@ def test_replicates_share_one_pass_and_equal_weighted_runs(aggregation):
             assert got.merges.tolist() == expected.merges.tolist()
             for key, value in expected.evidence.items():
                 torch.testing.assert_close(got.evidence[key], value, equal_nan=True)
+
+
+def test_weights_all_zero_are_refused():
+    with pytest.raises(ValueError, match="weights are all 0"):
+        l2h(torch.randn(5, 3), weights=torch.zeros(5))
