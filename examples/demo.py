@@ -1,4 +1,4 @@
-"""Demo: train a small classifier with `L2HMonitor` and watch the class hierarchy emerge (CPU, about a minute).
+"""Demo: train a small classifier with `L2HMonitor` and watch the class hierarchy emerge (CPU, well under a minute).
 
 The data is synthetic with a known two-level hierarchy: 20 classes in 4 superclasses (animals, vehicles, plants,
 tools); classes of the same superclass look alike. The monitor builds the L2H tree from the validation logits
