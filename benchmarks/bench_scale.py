@@ -7,7 +7,7 @@ Writes planted logits (benchmarks/families.py) chunk by chunk into ``--file`` (d
 when it exists), then runs ``python -m l2h_lightning analyze FILE --out DIR`` in a fresh process and reports its wall
 time and its peak resident memory (the child's ru_maxrss) as a multiple of the logits' size. The CLI memory-maps the
 file copy-on-write and lets the engine work in place, so the peak should stay near one copy of the logits.
-Prints one JSON line and writes benchmarks/results/scale_cpu.json.
+Prints one JSON line and writes benchmarks/results/scale_NxK_cpu.json.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main() -> None:
         "cli_output": run.stdout.strip().splitlines()[:3],
     }
     print(json.dumps(result))
-    out = HERE / "results" / "scale_cpu.json"
+    out = HERE / "results" / f"scale_{args.n}x{args.k}_cpu.json"
     out.write_text(json.dumps(result, indent=2))
 
 
