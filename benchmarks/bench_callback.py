@@ -28,7 +28,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_engine import calibrate, planted_logits, planted_truth  # noqa: E402
+from families import _planted, calibrate  # noqa: E402
 
 from l2h_lightning import L2HMonitor, l2h  # noqa: E402
 from l2h_lightning.metrics.functional import hierarchy_scores  # noqa: E402
@@ -113,8 +113,7 @@ def collection_overhead(repeats: int = 7) -> dict:
 
 
 def epoch_end_breakdown(n: int = 50000, k: int = 1000) -> dict:
-    noise, scale = calibrate(k, "cpu")
-    logits, target = planted_logits(n, k, noise, scale, "cpu"), planted_truth(n, k, "cpu")
+    logits, target = _planted(n, k, *calibrate(k), seed=0)
     batches = [(logits[s : s + 1000], target[s : s + 1000]) for s in range(0, n, 1000)]
     monitor = L2HMonitor(class_names=[f"class {i}" for i in range(k)])
     out: dict[str, float] = {}
@@ -129,7 +128,7 @@ def epoch_end_breakdown(n: int = 50000, k: int = 1000) -> dict:
         return value
 
     plot_dendrogram(l2h(logits[:2000, :200]))  # warm up: one-time imports are not per-epoch costs
-    gathered, y = timed("join_s", lambda: monitor._local(batches, torch.device("cpu")))
+    gathered, y = timed("join_s", lambda: monitor._local(list(batches), torch.device("cpu")))  # it frees what it joins
     tree = timed("engine_s", lambda: l2h(gathered))
     timed("metrics_s", lambda: hierarchy_scores(tree, gathered, y))
     fig, _ = timed("picture_s", lambda: plot_dendrogram(tree, monitor.class_names))
