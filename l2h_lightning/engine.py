@@ -628,9 +628,6 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
         r, u, _, _ = points.reassign(group_points[new], members[new])
         q = group_points[new]
-        row = torch.zeros(2, K, dtype=torch.float64, device=device)
-        row[0].index_add_(0, slot_of[r], w[q])
-        row[1].index_add_(0, slot_of[r], w[q] * u / (1 + u))
-        mass[:, i] = sums(row)
+        mass[:, i] = _mass(points, sums, r, u, q, slot_of, K)
         mass[:, j] = 0.0
     return merges, _evidence(evidence, K)
