@@ -241,6 +241,53 @@ def _one_cpu_thread():
         torch.set_num_threads(threads)
 
 
+class _Answers:
+    """Masked-softmax answers of a list of points, in its order: argmax r, v there (top), the masked sum without it
+    (rest), the doubt 1 - q = rest / (rest + top), the floor below which an updated rest is not trusted, and, where
+    listed, each point's best open columns in first-argmax order (col, val; val 0: none)."""
+
+    FIELDS = ("r", "top", "rest", "doubt", "floor", "col", "val")
+
+    def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+        self.r, self.top, self.rest = r, top, rest
+        self.doubt = rest / (rest + top)
+        self.floor = self.col = self.val = None
+
+    @staticmethod
+    def cat(parts: list[_Answers]) -> _Answers:
+        if len(parts) == 1:
+            return parts[0]
+        out = _Answers.__new__(_Answers)
+        for name in _Answers.FIELDS:
+            values = [getattr(a, name) for a in parts]
+            setattr(out, name, None if values[0] is None else torch.cat(values))
+        return out
+
+    def take(self, order: torch.Tensor) -> _Answers:
+        out = _Answers.__new__(_Answers)
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            setattr(out, name, None if value is None else value[order])
+        return out
+
+    def put(self, idx: torch.Tensor, new: _Answers) -> None:
+        """Replace the answers at positions `idx` by `new` (answers of those points, listed)."""
+        if self.col is None:
+            self.col = torch.zeros(self.r.numel(), LISTED, dtype=torch.long, device=self.r.device)
+            self.val = torch.zeros(self.r.numel(), LISTED, dtype=new.val.dtype, device=self.r.device)
+        for name in self.FIELDS:
+            getattr(self, name)[idx] = getattr(new, name)
+
+
+def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, col: torch.Tensor, val: torch.Tensor) -> None:
+    """The LISTED best columns of rows `x` (whose argmax r, of value top, is already zeroed), by repeated first
+    argmax (~3x faster than topk on CPU); `x` is zeroed there too. Columns of value 0 are none."""
+    col[:, 0], val[:, 0] = r, top
+    for i in range(1, min(LISTED, x.shape[1])):
+        val[:, i], col[:, i] = _first_max(x)
+        x.scatter_(1, col[:, i, None], 0.0)
+
+
 class _Points:
     """Masked-softmax reassignment (docs/algorithm.md) of any set of points, with each point's last answer cached.
 
@@ -261,27 +308,22 @@ class _Points:
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
+        self.signed = False  # whether v has negative entries (then reads clamp them to 0)
         step = _chunk_rows(logits)
         for start in range(0, N, step):
             self._first_pass(logits, start, min(step, N - start))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
+        # and a group's answers are kept for the next run that forms the same group, within a quarter of the
+        # logits' size (24 bytes a point: its index, argmax and doubt)
+        self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
+        self.cache_room = logits.numel() * logits.element_size() // (4 * 24)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
 
     def restart(self, weights: torch.Tensor | None) -> None:
-        """Forget the last run's answers; weigh the points by `weights` (None: 1 each)."""
+        """Weigh the points by `weights` (None: 1 each) for the next run."""
         N, device = self.assign.shape[0], self.assign.device
         self.weights = torch.ones(N, dtype=torch.float64, device=device) if weights is None else weights
         self.weighted = weights is not None
-        # each point's last reassignment: masked argmax, its v, the masked sum without it (and its value when
-        # last computed in full, to tell when subtracting columns would lose precision); starts "never computed"
-        self.r = self.assign.clone()
-        self.top = torch.zeros(N, dtype=self.dtype, device=device)
-        self.rest = torch.full((N,), math.nan, dtype=torch.float64, device=device)
-        self.floor = self.rest.clone()  # below this, a rest updated by subtraction has lost too many bits
-        # for points that lost their argmax to a never-predicted partner: their next best columns, so that the
-        # next such loss costs a lookup, not a row (valid while the row keeps its shift)
-        self.listed = torch.zeros(N, dtype=torch.bool, device=device)
-        self.next_col = self.next_val = None  # allocated when first needed
 
     def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> None:
         """Argmax, doubt and second maximum of rows start..start+n; v of those rows."""
@@ -291,7 +333,7 @@ class _Points:
             x = logits[start : start + n]
         else:
             x = self.v[start : start + n].copy_(logits[start : start + n])
-        top, a = x.max(1)
+        top, a = _first_max(x)
         x.scatter_(1, a[:, None], -math.inf)
         m2 = x.amax(1)
         x.sub_(m2[:, None])
@@ -301,13 +343,16 @@ class _Points:
         self.doubt[start : start + n] = (lead - torch.log1p(lead.exp())).exp()
         self.assign[start : start + n], self.m2[start : start + n] = a, m2
         if self.v is not None:
-            _encode(x, e, self.low)
+            # the own column is 0 (always masked); entries too small for exp are negative (see _encode)
+            _encode(x, e, self.low).scatter_(1, a[:, None], 0.0)
+            self.signed = self.signed or bool(x.amin() < 0)
 
     # --------------------------------------------------------------------------------------------- rows of v
     def _exp_rows(self, p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """exp(l - m2) for rows `p` (0 for the point's own argmax and for entries too small to matter)."""
         if self.v is not None:
-            return torch.index_select(self.v, 0, p, out=out).clamp_(min=0.0)
+            x = torch.index_select(self.v, 0, p, out=out)
+            return x.clamp_(min=0.0) if self.signed else x
         # clamped above too: masked columns may lie above a re-shifted row's maximum (they are zeroed anyway)
         out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()
         return out.scatter_(1, self.assign[p, None], 0.0)
@@ -316,7 +361,7 @@ class _Points:
         """l - m2 for rows `p` in float64 (-inf at the point's own argmax); from v (as float32 left it) in place."""
         if self.logits is None:
             v = self.v[p].double()
-            return torch.where(v > 0, v.log(), v - self.low)
+            return torch.where(v > 0, v.log(), v - self.low).scatter_(1, self.assign[p, None], -math.inf)
         z = self.logits[p].double() - self.m2[p, None].double()
         return z.scatter_(1, self.assign[p, None], -math.inf)
 
@@ -328,110 +373,93 @@ class _Points:
         return x.clamp_(-self.low, 0.0).exp_()
 
     # --------------------------------------------------------------------------------------------- reassign
-    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, listed: bool = False) -> tuple[torch.Tensor, ...]:
-        """(r, u, v at r, masked sum without r) for points `p`, masking `columns` (None: each point's own cluster).
+    def group_answers(self, p: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, _Answers]:
+        """(points, answers) of the group of clusters `columns` holding points `p`: `reassign`, or in repeated runs
+        the points and answers of an earlier run's group of the same clusters (the same points: weight-0 points
+        stay in their groups there), which depend on nothing else. The answers must not be changed."""
+        if self.cache is None:
+            return p, self.reassign(p, columns)
+        key = frozenset(columns.tolist())
+        if key not in self.cache:
+            if self.cache_room < p.numel():
+                return p, self.reassign(p, columns)
+            self.cache_room -= p.numel()
+            self.cache[key] = p, self.reassign(p, columns)
+        return self.cache[key]
 
-        With `listed`, also keep each point's best unmasked columns (see `update`).
+    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, listed: bool = False) -> _Answers:
+        """The masked-softmax answers of points `p`, masking `columns` (None: each point's own cluster).
+
+        With `listed`, also each point's best unmasked columns (see `update`), and its masked sum in float64.
         """
-        n, step = p.numel(), self.buf.shape[0]
-        top = torch.empty(n, dtype=self.dtype, device=p.device)
-        r = torch.empty(n, dtype=torch.long, device=p.device)
-        rest = torch.empty(n, dtype=torch.float64, device=p.device)
         keep = None
         if columns is not None and 8 * columns.numel() > self.K:  # many columns: one streaming multiply
             keep = torch.ones(self.K, dtype=self.dtype, device=p.device).index_fill_(0, columns, 0.0)
-        for s in range(0, n, step):
-            pts = p[s : s + step]
-            x = self._exp_rows(pts, self.buf[: pts.numel()])
-            if keep is not None:
-                x.mul_(keep)
-            elif columns is not None:
-                x.index_fill_(1, columns, 0.0)
-            self._argmax(x, pts, top[s : s + step], r[s : s + step])
-            if listed:
-                self._keep_best_columns(x, pts)
-            # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
-            rest[s : s + step] = x.scatter_(1, r[s : s + step, None], 0.0).sum(1, dtype=rest.dtype if listed else None)
-        u = rest / top
-        # nothing left in v (all dropped), or a sum so small that dropped entries may matter; with one column
-        # left, u = 0 exactly
-        unsure = top == 0
-        if self.K - (1 if columns is None else columns.numel()) > 1:
-            unsure |= rest < self.min_sum
-        if listed:
-            self.listed[p] = True
-        if p.is_cuda or bool(unsure.any()):
+        step = self.buf.shape[0]
+        out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, listed)
+                            for s in range(0, max(1, p.numel()), step)])
+        # nothing left in v (all dropped), or a sum so small that dropped entries may matter
+        unsure = (out.top == 0) if self.K - (1 if columns is None else columns.numel()) == 1 else (out.rest < self.min_sum)
+        if p.device.type != "cpu" or bool(unsure.any()):
             idx = unsure.nonzero().squeeze(1)
-            r[idx], u[idx] = self._log_domain(p[idx], columns)
+            out.r[idx], u = self._log_domain(p[idx], columns)
+            out.doubt[idx] = u / (1 + u)
             # the rows are now shifted to their masked maximum (unless reusable: then never updated by subtraction)
-            top[idx], rest[idx] = 1.0, math.nan if self.reusable else u[idx]
-            self.r.index_copy_(0, p[idx], r[idx])
-            self.listed[p[idx]] = False
-        return r, u, top, rest
+            out.top[idx], out.rest[idx] = 1.0, math.nan if self.reusable else u
+            if listed:
+                out.val[idx] = 0.0  # (in the old shift: of no use)
+        if listed:
+            out.floor = self.floor(out.rest, listed)
+        return out
 
-    def _keep_best_columns(self, x: torch.Tensor, p: torch.Tensor) -> None:
-        if self.next_col is None:
-            N, device = self.assign.shape[0], self.assign.device
-            self.next_col = torch.zeros(N, LISTED, dtype=torch.int32, device=device)
-            self.next_val = torch.zeros(N, LISTED, dtype=self.dtype, device=device)
-        best = torch.topk(x, min(LISTED, self.K), 1)
-        self.next_val[p, : best.values.shape[1]] = best.values
-        self.next_col[p, : best.values.shape[1]] = best.indices.int()
+    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
+                       listed: bool) -> _Answers:
+        x = self._exp_rows(p, self.buf[: p.numel()])
+        if keep is not None:
+            x.mul_(keep)
+        elif columns is not None:
+            x.index_fill_(1, columns, 0.0)
+        top, r = _first_max(x)
+        x.scatter_(1, r[:, None], 0.0)
+        # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
+        out = _Answers(r, top, x.double().sum(1) if listed else x.sum(1).double())
+        if listed:
+            out.col = torch.zeros(p.numel(), LISTED, dtype=torch.long, device=p.device)
+            out.val = torch.zeros(p.numel(), LISTED, dtype=self.dtype, device=p.device)
+            _best_columns(x, r, top, out.col, out.val)
+        return out
 
-    def store(self, p: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, listed: bool = False) -> None:
-        """Keep the last full reassignment of points `p`, for `update`."""
-        self.top.index_copy_(0, p, top)
-        self.rest.index_copy_(0, p, rest)
-        # keep 30 good bits of the sum's own precision (float64 sums of listed points, else the dtype's)
+    def floor(self, rest: torch.Tensor, listed: bool) -> torch.Tensor:
+        """Below this, a masked sum updated by subtraction has lost too many bits (30 good bits are kept)."""
         error = rest * (2.0**-52 if listed else torch.finfo(self.dtype).eps)
-        self.floor.index_copy_(0, p, torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum)))
+        return torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum))
 
-    def update(self, p: torch.Tensor, columns: torch.Tensor, added: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """r and u for points whose last reassignment (kept by `store`) masked `columns` but column `added`.
+    def update(self, p: torch.Tensor, columns: torch.Tensor, added: int, last: _Answers) -> _Answers:
+        """The answers of points `p` whose `last` answers masked `columns` but column `added`; `last` is updated.
 
-        Only that column is read: subtracted from each point's masked sum, unless it was the point's argmax or
-        the subtraction would cost precision. Keeps the result for the next update.
+        Only that column is read: subtracted from each point's masked sum, unless it was the point's argmax (then
+        the next one comes from the point's list, where it has one) or the subtraction would cost precision.
         """
-        r, top, before = self.r[p], self.top[p], self.rest[p]
-        rest = before - self._exp_column(p, added)
+        r, top, rest = last.r, last.top, last.rest
         moved = (r == added).nonzero().squeeze(1)
-        ok = torch.ones_like(rest, dtype=torch.bool)
-        if moved.numel() and self.next_col is None:
-            ok[moved] = False
-        elif moved.numel():  # their argmax was masked: the next one from their list, where it is sure
-            m = p[moved]
-            col, val = self.next_col[m].long(), self.next_val[m]
+        before = rest[moved]
+        rest.sub_(self._exp_column(p, added))
+        redo = ~(rest >= last.floor)
+        if moved.numel() and last.col is None:
+            redo[moved] = True
+        elif moved.numel():  # their argmax is masked now: the first open column of their list is the next one
             masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
-            open_ = ~masked[col] & self.listed[m, None]
-            val = torch.where(open_, val, -1.0)
-            best = val.amax(1)
-            # sure only above the list's last value (an unlisted column could tie with that one)
-            ok[moved] = (best > self.next_val[m, -1]) & self.listed[m]
-            r[moved] = torch.where(val == best[:, None], col, self.K).amin(1)
-            top[moved], rest[moved] = best.to(top.dtype), before[moved] - best
-            self.r[m], self.top[m] = r[moved], top[moved]
-        redo = ~ok | ~(rest >= self.floor[p])
-        u = rest / top
-        self.rest.index_copy_(0, p, rest)
-        if p.is_cuda or bool(redo.any()):
+            col, val = last.col[moved], last.val[moved]
+            open_ = ~masked[col] & (val > 0)  # (a list is in first-argmax order: unlisted columns come after it)
+            first = open_.byte().argmax(1, keepdim=True)
+            r[moved], top[moved] = col.gather(1, first).squeeze(1), val.gather(1, first).squeeze(1)
+            rest[moved] = before - top[moved]
+            redo[moved] = ~open_.any(1) | ~(rest[moved] >= last.floor[moved])
+        last.doubt = rest / (rest + top)
+        if p.device.type != "cpu" or bool(redo.any()):
             idx = redo.nonzero().squeeze(1)
-            r[idx], u[idx], top, full = self.reassign(p[idx], columns, listed=True)
-            self.store(p[idx], top, full, listed=True)
-        return r, u
-
-    def _argmax(self, x: torch.Tensor, points: torch.Tensor, top: torch.Tensor, where: torch.Tensor) -> None:
-        """Row maxima of the masked rows `x` into `top` and their first columns into `where`."""
-        if x.is_cuda or x.numel() < 1 << 18:  # CUDA (picking rows would sync), or too small to pay for picking
-            torch.max(x, 1, out=(top, where))
-        else:  # the last masked argmax is still the first maximum while its column is outside the mask
-            where.copy_(self.r[points])
-            torch.gather(x, 1, where[:, None], out=top[:, None])
-            redo = (top == 0).nonzero().squeeze(1)  # masked now (or too small to tell)
-            if 2 * redo.numel() > x.shape[0]:
-                torch.max(x, 1, out=(top, where))
-            elif redo.numel():
-                top[redo], where[redo] = torch.max(x.index_select(0, redo), 1)
-        self.r.index_copy_(0, points, where)
+            last.put(idx, self.reassign(p[idx], columns, listed=True))
+        return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """r and u in float64 from the log values, a chunk of rows at a time (a float64 row is twice a float32 one)."""
@@ -446,12 +474,13 @@ class _Points:
         z = self._log_rows(p)
         if columns is not None:
             z.index_fill_(1, columns, -math.inf)
-        top, r = z.max(1)
+        top, r = _first_max(z)
         z.sub_(top[:, None])
         if self.reusable:  # another run starts from the first mask again: keep v and m2 as the first pass left them
             pass
         elif self.v is not None:
             self.v[p] = _encode(z.clone(), z.clamp(min=-self.low).exp(), self.low).to(self.dtype)
+            self.signed = True
             self.m2[p] += top.to(self.dtype)
         else:
             self.m2[p] += top.to(self.dtype)
@@ -459,16 +488,29 @@ class _Points:
         return r, e.sum(1)
 
 
-def _mass(points: _Points, sums: _Sums, r: torch.Tensor, u: torch.Tensor, p: torch.Tensor, slot: torch.Tensor, size: int) -> torch.Tensor:
+def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row maxima, first column of each) of a 2-D tensor, as ``torch.max(x, 1)``.
+
+    On CPU through NumPy, whose vectorised argmax is ~10x faster than torch's max with indices (same first-index
+    rule); the engine spends most of its time there.
+    """
+    if x.device.type != "cpu" or x.shape[1] == 0:
+        return torch.max(x, 1)
+    where = torch.from_numpy(np.ascontiguousarray(x.numpy()).argmax(1)).to(x.device)
+    return x.gather(1, where[:, None]).squeeze(1), where
+
+
+def _mass(points: _Points, sums: _Sums, r: torch.Tensor, doubt: torch.Tensor, p: torch.Tensor, slot: torch.Tensor,
+          size: int) -> torch.Tensor:
     """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
-    at, doubt = slot[r], u / (1 + u)
+    at = slot[r]
     mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
     if points.weighted:
         w = points.weights[p]
         mass[0].index_add_(0, at, w)
-        mass[1].index_add_(0, at, doubt.mul_(w))
+        mass[1].index_add_(0, at, doubt * w)
     else:
-        mass[0].index_add_(0, at, torch.ones_like(doubt))
+        mass[0].index_add_(0, at, points.weights[: at.numel()])  # (all ones)
         mass[1].index_add_(0, at, doubt)
     return sums(mass)
 
@@ -481,19 +523,22 @@ def _best(value: np.ndarray, doubt: np.ndarray) -> int:
 def _partners(mass: torch.Tensor, width: np.ndarray, live: np.ndarray, G: int) -> tuple[int, float, int, float, float]:
     """(partner, its value, runner-up or -1, its value or NaN, mass moved to the partner), decided on the host.
 
-    The 2 x (2K - 1) sums come to the host once (on CPU that is no copy): K-sized decisions are cheaper in NumPy
-    than as a dozen small tensor operations.
+    The 2 x (2K - 1) sums come to the host once (on CPU that is no copy). Only groups that receive points are
+    compared (they are live, not G, and their values are > 0); the others all have value 0.
     """
     landed, doubt = mass.cpu().numpy()
-    value = np.where(live, (landed - doubt) / width, -math.inf)
-    value[G] = -math.inf
-    doubt = doubt / width
-    H = _best(value, doubt)
-    a_h, value[H] = value[H], -math.inf
-    R = _best(value, doubt)
-    if value[R] == -math.inf:
-        return H, a_h, -1, math.nan, landed[H] - doubt[H] * width[H]
-    return H, a_h, R, value[R], landed[H] - doubt[H] * width[H]
+    at = np.flatnonzero(landed)
+    value, spread = (landed[at] - doubt[at]) / width[at], doubt[at] / width[at]
+    i = _best(value, spread)
+    H, a_h, value[i] = int(at[i]), value[i], -math.inf
+    if at.size > 1:
+        j = _best(value, spread)
+        return H, a_h, int(at[j]), value[j], landed[H] - doubt[H]
+    others = np.flatnonzero(live)  # no other group receives anything: the earliest of them, at value 0
+    others = others[(others != G) & (others != H)]
+    if not others.size:
+        return H, a_h, -1, math.nan, landed[H] - doubt[H]
+    return H, a_h, int(others[0]), 0.0, landed[H] - doubt[H]
 
 
 def _cluster_stats(points: _Points, sums: _Sums) -> list[list[float]]:
@@ -523,34 +568,39 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
     heapq.heapify(heap)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
     order = torch.argsort(points.assign, stable=True)
-    kept = points.weights[order] > 0  # weight 0: absent
+    kept = (points.weights[order] > 0) | points.reusable  # weight 0: absent (kept for reuse, adding 0)
     counts = torch.bincount(points.assign[order][kept], minlength=K).tolist()
     group_points = dict(enumerate(order[kept].split(counts)))
     node_of = torch.arange(K, device=device)  # cluster -> node of its live group
     width = np.ones(size)
     live = np.zeros(size, dtype=bool)
     live[:K] = True
-    pending: dict[int, torch.Tensor] = {}  # node that just absorbed a never-predicted class -> that class
+    pending: dict[int, tuple] = {}  # node that just absorbed a never-predicted class -> (that class, last answers)
     merges, evidence = [], []
     for new in range(K, size):
         G = heapq.heappop(heap)[2]
         while G not in members:  # merged away as somebody's partner
             G = heapq.heappop(heap)[2]
         p = group_points[G]
-        if G in pending:
-            r, u = points.update(p, members[G], pending.pop(G))
-            fresh = None
+        updated = G in pending
+        if updated:
+            added, answers = pending.pop(G)
+            answers = points.update(p, members[G], added, answers)
         else:
-            r, u, *fresh = points.reassign(p, members[G])
-        H, a_h, R, a_r, moved = _partners(_mass(points, sums, r, u, p, node_of, size), width, live, G)
+            p, answers = points.group_answers(p, members[G])
+            group_points[G] = p
+        H, a_h, R, a_r, moved = _partners(_mass(points, sums, answers.r, answers.doubt, p, node_of, size), width, live, G)
         merges.append((G, H))
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
-        if stats[H][0] == 0:  # a never-predicted partner: the same points, one more column masked
-            if fresh:
-                points.store(p, *fresh)
-                group_points[G] = p.sort().values  # in memory order: the next steps read one column per row
-            pending[new] = H
+        # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
+        # points of weight 0, kept for reuse, they are not the same points)
+        if stats[H][0] == 0 and not group_points[H].numel():
+            if not updated:  # in memory order: the next steps read one column per row
+                order = p.argsort()
+                group_points[G], answers = p[order], answers.take(order)
+                answers.floor = points.floor(answers.rest, listed=False)
+            pending[new] = (H, answers)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
         width[new] = float(members[new].numel())
@@ -587,10 +637,11 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
     width = torch.ones(K, dtype=torch.float64, device=device)
     alive = torch.ones(K, dtype=torch.bool, device=device)  # slots that hold a group
     p = (w > 0).nonzero().squeeze(1)
-    r, u, _, _ = points.reassign(p, None)  # every point, with only its own cluster masked
+    first = points.reassign(p, None)  # every point, with only its own cluster masked
+    r, doubt = first.r, first.doubt
     mass = torch.zeros(2, K, K, dtype=torch.float64, device=device)
     mass[0].index_put_((points.assign[p], r), w[p], accumulate=True)
-    mass[1].index_put_((points.assign[p], r), w[p] * u / (1 + u), accumulate=True)
+    mass[1].index_put_((points.assign[p], r), w[p] * doubt, accumulate=True)
     sums(mass)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
     group_points = dict(enumerate(torch.split(p[torch.argsort(points.assign[p], stable=True)],
@@ -626,8 +677,8 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         slot_of[members[new]] = i
         group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
-        r, u, _, _ = points.reassign(group_points[new], members[new])
         q = group_points[new]
-        mass[:, i] = _mass(points, sums, r, u, q, slot_of, K)
+        answers = points.reassign(q, members[new])
+        mass[:, i] = _mass(points, sums, answers.r, answers.doubt, q, slot_of, K)
         mass[:, j] = 0.0
     return merges, _evidence(evidence, K)

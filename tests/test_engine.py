@@ -162,9 +162,14 @@ def test_replicates_share_one_pass_and_equal_weighted_runs(aggregation):
     for kind in range(3):
         logits = torch.as_tensor(random_logits(rng, 600, 24), dtype=torch.float32)
         logits[: 100 * kind, 0] += 60.0  # saturated rows, which the log domain serves
+        logits[:, 5] -= 30.0  # never predicted: joins by the update path
+        logits[:, 7] -= 30.0
+        logits[599, 7] += 60.0  # a cluster of one point, of weight 0 in some replicates
         gen = torch.Generator().manual_seed(kind)
+        # enough replicates that later ones reuse earlier groups' answers
         weights = [None] + [torch.multinomial(torch.ones(600), 600, replacement=True, generator=gen).bincount(minlength=600)
-                            for _ in range(3)]
+                            for _ in range(8)]
+        assert any(int(w[599]) == 0 for w in weights[1:])
         for got, w in zip(l2h_replicates(logits, weights, aggregation), weights):
             expected = l2h(logits, aggregation, weights=w)
             assert got.merges.tolist() == expected.merges.tolist()
