@@ -14,17 +14,19 @@ kept apart from n, and two groups whose scores round to the same float are still
 Every decision is a comparison of sums over points (weighted when `weights` is given), so rows spread over
 processes only add an all-reduce of those sums; the loop is the same.
 
-Why it is fast (pure torch, on the logits' device):
+Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and host decisions):
 
 - Scores are sums of per-cluster numbers, kept on the host in a heap; only per-cluster totals cross, once.
 - One pass stores ``v = exp(l - m2)`` (m2: the row's second-largest logit; the row's own argmax is always masked)
   in a new tensor or in place of the logits. A reassignment is then a masked max and a masked sum over the
   selected group's rows of v, in cache-sized chunks through one reused buffer. Entries too small for exp keep
   their log value (as a negative number), so the rare rows whose masked sum underflows are redone in the log
-  domain.
-- A point is touched only when its own group is selected; while its last masked argmax stays outside the group
-  it is still the answer, and when a group only absorbed a few columns (above all a never-predicted class) its
-  points' sums are updated by those columns alone.
+  domain and re-shifted, so that their next visits are fast again.
+- A point is touched only when its own group is selected. When a group only absorbed a never-predicted class,
+  its points' last answers (kept in the group's own order) are updated by that one column, and points whose
+  argmax it was take the next one from a short list.
+- Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
+  reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
 - One host sync per step: the partner's id and a few evidence numbers. On CPU everything runs on one thread: with
   other processes on the cores, multi-threaded small operations stall on each other.
 """
@@ -100,8 +102,10 @@ def l2h_replicates(
 ) -> Iterator[Hierarchy]:
     """One tree per weight vector in `weights` (an iterable of (N,) tensors), sharing one pass over the logits.
 
-    Each tree equals ``l2h(logits, aggregation, weights=w, process_group=process_group)``; the pass that prepares
-    the logits (argmax, doubts, v) is done once, so bootstrap replicates cost the merge loop alone.
+    Each tree equals ``l2h(logits, aggregation, weights=w, process_group=process_group)`` (None: unweighted); the
+    pass that prepares the logits (argmax, doubts, v) is done once, so bootstrap replicates cost the merge loop
+    alone, and less when they form groups an earlier tree formed: such a group's reassignment is reused (kept for
+    up to a quarter of the logits' size in all).
 
     Example:
         >>> import torch
@@ -212,7 +216,7 @@ def _encode(z: torch.Tensor, e: torch.Tensor, low: float) -> torch.Tensor:
     """v, in place of z = l - m2: exp(z) (= e) where that is a normal number, else the negative z + low.
 
     z >= -low: v = e > 0. z < -low: v = (z + low) + e, which is negative (float steps of z near -low are far larger
-    than e = exp(-low)); the log value comes back as v - low. The argmax column (z = -inf) stays -inf.
+    than e = exp(-low)); the log value comes back as v - low. Masked columns (z = -inf) stay -inf.
     """
     return z.add_(low).clamp_(max=0.0).add_(e)
 
@@ -289,7 +293,7 @@ def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, col: torc
 
 
 class _Points:
-    """Masked-softmax reassignment (docs/algorithm.md) of any set of points, with each point's last answer cached.
+    """Masked-softmax reassignment (docs/algorithm.md) of any set of points, and its update by one more column.
 
     A reassignment of a point gives r (its masked argmax) and u = Σ_{c outside the mask, c ≠ r} p_c / p_r, so
     that q = 1 / (1 + u) and 1 - q = u / (1 + u) keep their precision when q rounds to 1.
@@ -302,6 +306,7 @@ class _Points:
         info = torch.finfo(self.dtype)
         self.low = 700.0 if self.dtype == torch.float64 else 80.0  # exp(-low) is still a normal number
         self.min_sum = self.K * math.exp(-self.low) / info.eps  # below this, entries dropped from v may matter
+        self.exp_low = float(torch.tensor(-self.low, dtype=self.dtype).exp())  # exp(-low) as exp gives it
         half = logits.dtype != self.dtype
         self.v = None if half else (logits if inplace else torch.empty_like(logits))
         self.logits = None if self.v is logits else logits  # the exact values, where they survive: for the log domain
@@ -360,9 +365,10 @@ class _Points:
     def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
         """l - m2 for rows `p` in float64 (-inf at the point's own argmax); from v (as float32 left it) in place."""
         if self.logits is None:
-            v = self.v[p].double()
-            return torch.where(v > 0, v.log(), v - self.low).scatter_(1, self.assign[p, None], -math.inf)
-        z = self.logits[p].double() - self.m2[p, None].double()
+            v = self.v.index_select(0, p).double()
+            z = torch.where(v > 0, v.log(), v - self.low)
+        else:
+            z = self.logits.index_select(0, p).double().sub_(self.m2[p, None])
         return z.scatter_(1, self.assign[p, None], -math.inf)
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
@@ -470,22 +476,29 @@ class _Points:
 
     def _log_domain_rows(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows are re-shifted to their masked maximum: a point's mask only grows, so that keeps every column
-        it may still move to in exp's range for its next reassignments (masked ones may overflow: never read)."""
+        it may still move to in exp's range for its next reassignments (masked ones may overflow: never read).
+
+        After the shift the sum is taken in the working dtype (as on the fast path), in float64 only where even
+        that underflows."""
         z = self._log_rows(p)
         if columns is not None:
             z.index_fill_(1, columns, -math.inf)
         top, r = _first_max(z)
         z.sub_(top[:, None])
+        w = z.to(self.dtype, copy=True)
+        e = w.clamp(min=-self.low).exp_()  # clamped: exp would go subnormal (and slow) for nothing
         if self.reusable:  # another run starts from the first mask again: keep v and m2 as the first pass left them
             pass
-        elif self.v is not None:
-            self.v[p] = _encode(z.clone(), z.clamp(min=-self.low).exp(), self.low).to(self.dtype)
-            self.signed = True
-            self.m2[p] += top.to(self.dtype)
         else:
-            self.m2[p] += top.to(self.dtype)
-        e = z.clamp_(min=-708.0).exp_().scatter_(1, r[:, None], 0.0)  # e^-708: float64's smallest normal
-        return r, e.sum(1)
+            if self.v is not None:
+                self.v.index_copy_(0, p, _encode(w, e, self.low))
+                self.signed = True
+            self.m2.index_add_(0, p, top.to(self.dtype))
+        u = e.sub_(self.exp_low).scatter_(1, r[:, None], 0.0).sum(1).double()  # (the clamped ones: 0)
+        small = (u < self.min_sum).nonzero().squeeze(1)
+        if small.numel():
+            u[small] = z[small].clamp_(min=-708.0).exp_().scatter_(1, r[small, None], 0.0).sum(1)  # e^-708: float64's smallest normal
+        return r, u
 
 
 def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

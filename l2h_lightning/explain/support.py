@@ -9,13 +9,14 @@ with probability about 2^-128.
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Iterator
 from typing import Any
 
 import torch
 
-from ..engine import l2h, l2h_replicates
+from ..engine import l2h_replicates
 from ..hierarchy import Hierarchy
 
 _MASK = (1 << 128) - 1
@@ -60,17 +61,20 @@ def clade_support(
     if isinstance(n_boot, bool) or int(n_boot) != n_boot or n_boot < 1:
         raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
     K = logits.shape[1]
-    if tree is None:
-        tree = l2h(logits, aggregation, weights=weights, process_group=process_group)
-    if not isinstance(tree, Hierarchy) or tree.num_leaves != K:
+    if tree is not None and (not isinstance(tree, Hierarchy) or tree.num_leaves != K):
         raise ValueError(f"tree must be a Hierarchy over the {K} columns of logits")
+    draws = bootstrap_weights(logits.shape[0], n_boot, seed=seed, weights=weights, device=logits.device,
+                              process_group=process_group)
+    # the default tree is one more run of the same pass (its groups' answers are then reused by the replicates)
+    runs = l2h_replicates(logits, draws if tree is not None else itertools.chain([weights], draws), aggregation,
+                          process_group=process_group)
+    if tree is None:
+        tree = next(runs)
     if K == 1:
         return torch.zeros(0, dtype=torch.float64)
     keys = clade_keys(tree)
     hits = torch.zeros(len(keys), dtype=torch.float64)
-    draws = bootstrap_weights(logits.shape[0], n_boot, seed=seed, weights=weights, device=logits.device,
-                              process_group=process_group)
-    for replicate in l2h_replicates(logits, draws, aggregation, process_group=process_group):
+    for replicate in runs:
         found = set(clade_keys(replicate))
         hits += torch.tensor([k in found for k in keys], dtype=torch.float64)
     return hits / n_boot
