@@ -405,9 +405,9 @@ class _Points:
         out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, listed)
                             for s in range(0, max(1, p.numel()), step)])
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
-        unsure = (out.top == 0) if self.K - (1 if columns is None else columns.numel()) == 1 else (out.rest < self.min_sum)
-        if p.device.type != "cpu" or bool(unsure.any()):
-            idx = unsure.nonzero().squeeze(1)
+        last = self.K - (1 if columns is None else columns.numel()) == 1
+        if p.device.type != "cpu" or p.numel() and (float(out.top.min()) == 0 if last else float(out.rest.min()) < self.min_sum):
+            idx = ((out.top == 0) if last else (out.rest < self.min_sum)).nonzero().squeeze(1)
             out.r[idx], u = self._log_domain(p[idx], columns)
             out.doubt[idx] = u / (1 + u)
             # the rows are now shifted to their masked maximum (unless reusable: then never updated by subtraction)
@@ -436,7 +436,7 @@ class _Points:
         return out
 
     def floor(self, rest: torch.Tensor, listed: bool) -> torch.Tensor:
-        """Below this, a masked sum updated by subtraction has lost too many bits (30 good bits are kept)."""
+        """Below this, a masked sum updated by subtraction has lost too many bits (22 good bits are kept)."""
         error = rest * (2.0**-52 if listed else torch.finfo(self.dtype).eps)
         return torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum))
 
@@ -509,14 +509,14 @@ def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if x.device.type != "cpu" or x.shape[1] == 0:
         return torch.max(x, 1)
-    where = torch.from_numpy(np.ascontiguousarray(x.numpy()).argmax(1)).to(x.device)
+    where = torch.from_numpy(x.contiguous().numpy().argmax(1))
     return x.gather(1, where[:, None]).squeeze(1), where
 
 
 def _mass(points: _Points, sums: _Sums, r: torch.Tensor, doubt: torch.Tensor, p: torch.Tensor, slot: torch.Tensor,
           size: int) -> torch.Tensor:
     """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
-    at = slot[r]
+    at = slot.index_select(0, r)
     mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
     if points.weighted:
         w = points.weights[p]
