@@ -374,7 +374,8 @@ class _Points:
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
         """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
         if self.v is not None:
-            return self.v[:, c].index_select(0, p).clamp_(min=0.0)  # (a strided column: far faster than a 2-D index)
+            x = self.v[:, c].index_select(0, p)  # (a strided column: far faster than a 2-D index)
+            return x.clamp_(min=0.0) if self.signed else x
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
 
