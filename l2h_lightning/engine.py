@@ -277,7 +277,7 @@ class _Answers:
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
         """Replace the answers at positions `idx` by `new` (answers of those points, listed)."""
         if self.col is None:
-            self.col = torch.zeros(self.r.numel(), LISTED, dtype=torch.long, device=self.r.device)
+            self.col = torch.zeros(self.r.numel(), LISTED, dtype=torch.int32, device=self.r.device)
             self.val = torch.zeros(self.r.numel(), LISTED, dtype=new.val.dtype, device=self.r.device)
         for name in self.FIELDS:
             getattr(self, name)[idx] = getattr(new, name)
@@ -431,7 +431,7 @@ class _Points:
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
         out = _Answers(r, top, x.double().sum(1) if listed else x.sum(1).double())
         if listed:
-            out.col = torch.zeros(p.numel(), LISTED, dtype=torch.long, device=p.device)
+            out.col = torch.zeros(p.numel(), LISTED, dtype=torch.int32, device=p.device)
             out.val = torch.zeros(p.numel(), LISTED, dtype=self.dtype, device=p.device)
             _best_columns(x, r, top, out.col, out.val)
         return out
@@ -459,7 +459,7 @@ class _Points:
             col, val = last.col[moved], last.val[moved]
             open_ = ~masked[col] & (val > 0)  # (a list is in first-argmax order: unlisted columns come after it)
             first = open_.byte().argmax(1, keepdim=True)
-            r[moved], top[moved] = col.gather(1, first).squeeze(1), val.gather(1, first).squeeze(1)
+            r[moved], top[moved] = col.gather(1, first).squeeze(1).long(), val.gather(1, first).squeeze(1)
             rest[moved] = before - top[moved]
             redo[moved] = ~open_.any(1) | ~(rest[moved] >= last.floor[moved])
         last.doubt = rest / (rest + top)
