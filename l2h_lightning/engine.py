@@ -323,6 +323,7 @@ class _Points:
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
         self.cache_room = logits.numel() * logits.element_size() // (4 * 24)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
+        self.buf64 = None  # for float64 row sums, when first needed
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Weigh the points by `weights` (None: 1 each) for the next run."""
@@ -429,11 +430,26 @@ class _Points:
         top, r = _first_max(x)
         x.scatter_(1, r[:, None], 0.0)
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
-        out = _Answers(r, top, x.double().sum(1) if listed else x.sum(1).double())
+        out = _Answers(r, top, self._sum64(x) if listed else x.sum(1).double())
         if listed:
             out.col = torch.zeros(p.numel(), LISTED, dtype=torch.int32, device=p.device)
             out.val = torch.zeros(p.numel(), LISTED, dtype=self.dtype, device=p.device)
             _best_columns(x, r, top, out.col, out.val)
+        return out
+
+    def _sum64(self, x: torch.Tensor) -> torch.Tensor:
+        """Row sums of `x` in float64, through a small reused float64 buffer (a float64 copy of a whole chunk
+        would be new memory, and page faults, on every call)."""
+        if x.dtype == torch.float64:
+            return x.sum(1)
+        if self.buf64 is None:
+            self.buf64 = torch.empty(max(1, self.buf.numel() // (4 * self.K)), self.K, dtype=torch.float64,
+                                     device=x.device)
+        out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
+        step = self.buf64.shape[0]
+        for s in range(0, x.shape[0], step):
+            part = x[s : s + step]
+            torch.sum(self.buf64[: part.shape[0]].copy_(part), 1, out=out[s : s + step])
         return out
 
     def floor(self, rest: torch.Tensor, listed: bool) -> torch.Tensor:
