@@ -256,12 +256,14 @@ class _Answers:
         self.r, self.top, self.rest = r, top, rest
         self.doubt = rest / (rest + top)
         self.floor = self.col = self.val = None
+        self.updated = False  # by `update`, at least once
 
     @staticmethod
     def cat(parts: list[_Answers]) -> _Answers:
         if len(parts) == 1:
             return parts[0]
         out = _Answers.__new__(_Answers)
+        out.updated = False
         for name in _Answers.FIELDS:
             values = [getattr(a, name) for a in parts]
             setattr(out, name, None if values[0] is None else torch.cat(values))
@@ -269,18 +271,23 @@ class _Answers:
 
     def take(self, order: torch.Tensor) -> _Answers:
         out = _Answers.__new__(_Answers)
+        out.updated = False
         for name in self.FIELDS:
             value = getattr(self, name)
             setattr(out, name, None if value is None else value[order])
         return out
 
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
-        """Replace the answers at positions `idx` by `new` (answers of those points, listed)."""
-        if self.col is None:
+        """Replace the answers at positions `idx` by `new` (answers of those points, listed or not)."""
+        if self.col is None and new.col is not None:
             self.col = torch.zeros(self.r.numel(), LISTED, dtype=torch.int32, device=self.r.device)
             self.val = torch.zeros(self.r.numel(), LISTED, dtype=new.val.dtype, device=self.r.device)
-        for name in self.FIELDS:
+        for name in self.FIELDS[:5]:
             getattr(self, name)[idx] = getattr(new, name)
+        if new.col is not None:
+            self.col[idx], self.val[idx] = new.col, new.val
+        elif self.col is not None:
+            self.val[idx] = 0.0  # (no list)
 
 
 def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, col: torch.Tensor, val: torch.Tensor) -> None:
@@ -407,9 +414,11 @@ class _Points:
         out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, listed)
                             for s in range(0, max(1, p.numel()), step)])
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
-        last = self.K - (1 if columns is None else columns.numel()) == 1
-        if p.device.type != "cpu" or p.numel() and (float(out.top.min()) == 0 if last else float(out.rest.min()) < self.min_sum):
-            idx = ((out.top == 0) if last else (out.rest < self.min_sum)).nonzero().squeeze(1)
+        # (with one column left u = 0 exactly: then only where its v underflowed, top = 0 < exp_low)
+        one_left = self.K - (1 if columns is None else columns.numel()) == 1
+        test, bound = (out.top, self.exp_low) if one_left else (out.rest, self.min_sum)
+        if p.device.type != "cpu" or p.numel() and float(test.min()) < bound:
+            idx = (test < bound).nonzero().squeeze(1)
             out.r[idx], u = self._log_domain(p[idx], columns)
             out.doubt[idx] = u / (1 + u)
             # the rows are now shifted to their masked maximum (unless reusable: then never updated by subtraction)
@@ -480,8 +489,13 @@ class _Points:
             redo[moved] = ~open_.any(1) | ~(rest[moved] >= last.floor[moved])
         last.doubt = rest / (rest + top)
         if p.device.type != "cpu" or bool(redo.any()):
+            # lists only from the group's second update on: most groups absorb one never-predicted class only
             idx = redo.nonzero().squeeze(1)
-            last.put(idx, self.reassign(p[idx], columns, listed=True))
+            new = self.reassign(p[idx], columns, listed=last.updated)
+            if new.floor is None:
+                new.floor = self.floor(new.rest, False)
+            last.put(idx, new)
+        last.updated = True
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -514,7 +528,8 @@ class _Points:
         u = e.sub_(self.exp_low).scatter_(1, r[:, None], 0.0).sum(1).double()  # (the clamped ones: 0)
         small = (u < self.min_sum).nonzero().squeeze(1)
         if small.numel():
-            u[small] = z[small].clamp_(min=-708.0).exp_().scatter_(1, r[small, None], 0.0).sum(1)  # e^-708: float64's smallest normal
+            # e^-708: float64's smallest normal
+            u[small] = z[small].clamp_(min=-708.0).exp_().scatter_(1, r[small, None], 0.0).sum(1)
         return r, u
 
 
@@ -619,7 +634,8 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         else:
             p, answers = points.group_answers(p, members[G])
             group_points[G] = p
-        H, a_h, R, a_r, moved = _partners(_mass(points, sums, answers.r, answers.doubt, p, node_of, size), width, live, G)
+        mass = _mass(points, sums, answers.r, answers.doubt, p, node_of, size)
+        H, a_h, R, a_r, moved = _partners(mass, width, live, G)
         merges.append((G, H))
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
