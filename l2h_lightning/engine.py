@@ -105,7 +105,7 @@ def l2h_replicates(
     Each tree equals ``l2h(logits, aggregation, weights=w, process_group=process_group)`` (None: unweighted); the
     pass that prepares the logits (argmax, doubts, v) is done once, so bootstrap replicates cost the merge loop
     alone, and less when they form groups an earlier tree formed: such a group's reassignment is reused (kept for
-    up to a quarter of the logits' size in all).
+    up to half the logits' size in all).
 
     Example:
         >>> import torch
@@ -325,10 +325,10 @@ class _Points:
         for start in range(0, N, step):
             self._first_pass(logits, start, min(step, N - start))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
-        # and a group's answers are kept for the next run that forms the same group, within a quarter of the
-        # logits' size (24 bytes a point: its index, argmax and doubt)
+        # and a group's answers are kept for the next run that forms the same group, within half the
+        # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
-        self.cache_room = logits.numel() * logits.element_size() // (4 * 24)
+        self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
 
