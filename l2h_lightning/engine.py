@@ -248,34 +248,35 @@ def _one_cpu_thread():
 class _Answers:
     """Masked-softmax answers of a list of points, in its order: argmax r, v there (top), the masked sum without it
     (rest), the doubt 1 - q = rest / (rest + top), the floor below which an updated rest is not trusted, and, where
-    listed, each point's best open columns in first-argmax order (col, val; val 0: none)."""
+    listed, each point's best open columns in first-argmax order (col, val; val 0: none). `exact`: rest is a
+    float64 sum."""
 
     FIELDS = ("r", "top", "rest", "doubt", "floor", "col", "val")
 
-    def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+    def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, exact: bool = False) -> None:
         self.r, self.top, self.rest = r, top, rest
         self.doubt = rest / (rest + top)
         self.floor = self.col = self.val = None
+        self.exact = exact
         self.updated = False  # by `update`, at least once
+
+    def _with(self, change) -> _Answers:
+        """A copy with every field passed through `change` (None stays None)."""
+        out = _Answers.__new__(_Answers)
+        out.exact, out.updated = self.exact, False
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            setattr(out, name, None if value is None else change(name, value))
+        return out
 
     @staticmethod
     def cat(parts: list[_Answers]) -> _Answers:
         if len(parts) == 1:
             return parts[0]
-        out = _Answers.__new__(_Answers)
-        out.updated = False
-        for name in _Answers.FIELDS:
-            values = [getattr(a, name) for a in parts]
-            setattr(out, name, None if values[0] is None else torch.cat(values))
-        return out
+        return parts[0]._with(lambda name, _: torch.cat([getattr(a, name) for a in parts]))
 
     def take(self, order: torch.Tensor) -> _Answers:
-        out = _Answers.__new__(_Answers)
-        out.updated = False
-        for name in self.FIELDS:
-            value = getattr(self, name)
-            setattr(out, name, None if value is None else value[order])
-        return out
+        return self._with(lambda _, value: value[order])
 
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
         """Replace the answers at positions `idx` by `new` (answers of those points, listed or not)."""
@@ -425,8 +426,6 @@ class _Points:
             out.top[idx], out.rest[idx] = 1.0, math.nan if self.reusable else u
             if listed:
                 out.val[idx] = 0.0  # (in the old shift: of no use)
-        if listed:
-            out.floor = self.floor(out.rest, listed)
         return out
 
     def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
@@ -439,7 +438,7 @@ class _Points:
         top, r = _first_max(x)
         x.scatter_(1, r[:, None], 0.0)
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
-        out = _Answers(r, top, self._sum64(x) if listed else x.sum(1).double())
+        out = _Answers(r, top, self._sum64(x) if listed else x.sum(1).double(), exact=listed)
         if listed:
             out.col = torch.zeros(p.numel(), LISTED, dtype=torch.int32, device=p.device)
             out.val = torch.zeros(p.numel(), LISTED, dtype=self.dtype, device=p.device)
@@ -461,10 +460,12 @@ class _Points:
             torch.sum(self.buf64[: part.shape[0]].copy_(part), 1, out=out[s : s + step])
         return out
 
-    def floor(self, rest: torch.Tensor, listed: bool) -> torch.Tensor:
-        """Below this, a masked sum updated by subtraction has lost too many bits (22 good bits are kept)."""
-        error = rest * (2.0**-52 if listed else torch.finfo(self.dtype).eps)
-        return torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum))
+    def with_floor(self, answers: _Answers) -> _Answers:
+        """`answers`, with the floor below which a masked sum updated by subtraction has lost too many bits (22 good
+        bits are kept of the sum's own precision: float64 where exact, else the dtype's)."""
+        error = answers.rest * (2.0**-52 if answers.exact else torch.finfo(self.dtype).eps)
+        answers.floor = torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum))
+        return answers
 
     def update(self, p: torch.Tensor, columns: torch.Tensor, added: int, last: _Answers) -> _Answers:
         """The answers of points `p` whose `last` answers masked `columns` but column `added`; `last` is updated.
@@ -491,10 +492,7 @@ class _Points:
         if p.device.type != "cpu" or bool(redo.any()):
             # lists only from the group's second update on: most groups absorb one never-predicted class only
             idx = redo.nonzero().squeeze(1)
-            new = self.reassign(p[idx], columns, listed=last.updated)
-            if new.floor is None:
-                new.floor = self.floor(new.rest, False)
-            last.put(idx, new)
+            last.put(idx, self.with_floor(self.reassign(p[idx], columns, listed=last.updated)))
         last.updated = True
         return last
 
@@ -644,8 +642,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         if stats[H][0] == 0 and not group_points[H].numel():
             if not updated:  # in memory order: the next steps read one column per row
                 order = p.argsort()
-                group_points[G], answers = p[order], answers.take(order)
-                answers.floor = points.floor(answers.rest, listed=False)
+                group_points[G], answers = p[order], points.with_floor(answers.take(order))
             pending[new] = (H, answers)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
