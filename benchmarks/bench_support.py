@@ -6,7 +6,7 @@
 Times what a user calls, ``clade_support(logits, n_boot=B)``: one pass over the logits, the tree, then the B
 replicates (which reuse the answers of groups an earlier tree formed). Reports the whole call, the time per tree
 (B + 1 of them), and one ``torch.softmax(logits, 1).max(1)`` on the same tensor for scale. Writes
-benchmarks/results/support_cpu.json.
+benchmarks/results/support_FAMILY_cpu.json.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def main() -> None:
         "softmax_s": statistics.median(softmax), "mean_support": float(support.mean()),
     }
     print(json.dumps(result))
-    (HERE / "results" / "support_cpu.json").write_text(json.dumps(result, indent=2))
+    (HERE / "results" / f"support_{args.family}_cpu.json").write_text(json.dumps(result, indent=2))
 
 
 if __name__ == "__main__":
