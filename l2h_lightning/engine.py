@@ -27,8 +27,9 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   argmax it was take the next one from a short list.
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
-- One host sync per step: the partner's id and a few evidence numbers. On CPU everything runs on one thread: with
-  other processes on the cores, multi-threaded small operations stall on each other.
+- One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
+  other processes on the cores, multi-threaded small operations stall on each other); the one pass over the
+  logits is shared by that many threads, each taking the next chunk when it is done.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import numpy as np
@@ -45,6 +47,7 @@ from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
 LISTED = 8  # next-best columns kept for points that lose their argmax to a never-predicted class
+_EXP_708 = float(torch.tensor(-708.0, dtype=torch.float64).exp())  # as exp gives it
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
 
@@ -90,11 +93,11 @@ def l2h(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    with _one_cpu_thread():
-        logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed))
+    with _one_cpu_thread() as threads:
+        logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed, threads))
         if logits.shape[1] == 1:
             return Hierarchy(1, [])
-        return _run(_Points(logits, inplace), aggregation, sums, weights)
+        return _run(_Points(logits, inplace, threads=threads), aggregation, sums, weights)
 
 
 def l2h_replicates(
@@ -117,9 +120,9 @@ def l2h_replicates(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    with _one_cpu_thread():
-        logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed))
-        points = _Points(logits, inplace=False, reusable=True) if logits.shape[1] > 1 else None
+    with _one_cpu_thread() as threads:
+        logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed, threads))
+        points = _Points(logits, inplace=False, reusable=True, threads=threads) if logits.shape[1] > 1 else None
     for w in weights:
         with _one_cpu_thread():
             _, w = sums.agree(logits, *_checked_weights(w, logits, sums.distributed))
@@ -134,7 +137,8 @@ def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor |
     return Hierarchy.from_merges(merges, points.K, evidence=evidence)
 
 
-def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
+def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
+             ) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
     """The validated inputs, or (None, None, why not): under a process group every process must hear the error."""
     logits = torch.as_tensor(logits).detach()
     if logits.ndim != 2:
@@ -147,10 +151,14 @@ def _checked(logits, weights, inplace: bool, distributed: bool) -> tuple[torch.T
         return None, None, "logits has no rows (N = 0): there are no points to build a hierarchy from"
     if not isinstance(inplace, bool):
         return None, None, f"inplace must be True or False, got {inplace!r}"
-    bad = 0
-    for chunk in logits.split(_chunk_rows(logits)):  # min and max are finite iff every entry is
+    def bad_rows(start: int) -> int:  # min and max are finite iff every entry is
+        chunk = logits[start : start + step]
         low, high = chunk.amin(1), chunk.amax(1)  # (torch.aminmax is ten times slower on CPU)
-        bad += int((~(low.isfinite() & high.isfinite())).sum())
+        return int((~(low.isfinite() & high.isfinite())).sum())
+
+    workers = threads if logits.device.type == "cpu" else 1
+    step = _chunk_rows(logits, workers)
+    bad = sum(_in_parallel(bad_rows, range(0, logits.shape[0], step), workers))
     if bad:
         return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
     weights, error = _checked_weights(weights, logits, distributed)
@@ -221,28 +229,42 @@ def _encode(z: torch.Tensor, e: torch.Tensor, low: float) -> torch.Tensor:
     return z.add_(low).clamp_(max=0.0).add_(e)
 
 
-def _chunk_rows(logits: torch.Tensor) -> int:
-    """Rows per chunk: cache-sized on CPU (larger on CUDA), and at most 1/32 of the logits, so that the few
-    chunk-sized buffers stay a small fraction of them."""
+def _chunk_rows(logits: torch.Tensor, workers: int = 1) -> int:
+    """Rows per chunk: cache-sized on CPU (larger on CUDA), and at most 1/32 of the logits for all `workers`
+    together, so that the few chunk-sized buffers stay a small fraction of them."""
     N, K = logits.shape
-    elements = min(1 << 26 if logits.is_cuda else 1 << 20, N * K // 32)
+    elements = min(1 << 26 if logits.is_cuda else 1 << 20, N * K // (32 * workers))
     return max(1, min(N, elements // K))
 
 
 @contextmanager
 def _one_cpu_thread():
-    """The engine runs on one CPU thread (its GPU path is unaffected).
+    """torch runs on one CPU thread inside the engine (its GPU path is unaffected); yields the threads it had.
 
-    Its work is thousands of small operations. On cores shared with data-loader workers or other jobs, every
-    multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads took
-    3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s), while a quiet machine gains little from them.
+    The engine's work is thousands of small operations. On cores shared with data-loader workers or other jobs,
+    every multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads
+    took 3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s). The one big pass over the logits is
+    spread over that many threads by `_in_parallel` instead, which does not wait on a slow thread.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        yield threads
     finally:
         torch.set_num_threads(threads)
+
+
+def _in_parallel(fn, items: range, workers: int) -> list:
+    """[fn(item) for item in items] on up to `workers` threads, each taking the next item when it is done.
+
+    (Not a static split: a thread that shares its core with another process does fewer items, and nobody waits
+    for it. The first pass at 50,000 x 1,000 on 2 cores: 300 ms on one thread, 180 ms on two; with one core busy
+    about one thread's time, where torch's own two threads took 650-890 ms.)
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(fn, items))
 
 
 class _Answers:
@@ -307,7 +329,7 @@ class _Points:
     that q = 1 / (1 + u) and 1 - q = u / (1 + u) keep their precision when q rounds to 1.
     """
 
-    def __init__(self, logits: torch.Tensor, inplace: bool, reusable: bool = False) -> None:
+    def __init__(self, logits: torch.Tensor, inplace: bool, reusable: bool = False, threads: int = 1) -> None:
         N, self.K = logits.shape
         device = logits.device
         self.dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
@@ -321,10 +343,11 @@ class _Points:
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
-        self.signed = False  # whether v has negative entries (then reads clamp them to 0)
-        step = _chunk_rows(logits)
-        for start in range(0, N, step):
-            self._first_pass(logits, start, min(step, N - start))
+        workers = threads if device.type == "cpu" else 1
+        step = _chunk_rows(logits, workers)
+        # whether v has negative entries (then reads clamp them to 0)
+        self.signed = any(_in_parallel(lambda s: self._first_pass(logits, s, min(step, N - s)), range(0, N, step),
+                                       workers))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
         # and a group's answers are kept for the next run that forms the same group, within half the
         # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
@@ -339,8 +362,9 @@ class _Points:
         self.weights = torch.ones(N, dtype=torch.float64, device=device) if weights is None else weights
         self.weighted = weights is not None
 
-    def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> None:
-        """Argmax, doubt and second maximum of rows start..start+n; v of those rows."""
+    def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> bool:
+        """Argmax, doubt and second maximum of rows start..start+n; v of those rows, and whether it has negative
+        entries."""
         if self.v is None:  # half precision: a float32 copy of this chunk only
             x = logits[start : start + n].to(self.dtype)
         elif self.v is logits:  # in place
@@ -359,7 +383,8 @@ class _Points:
         if self.v is not None:
             # the own column is 0 (always masked); entries too small for exp are negative (see _encode)
             _encode(x, e, self.low).scatter_(1, a[:, None], 0.0)
-            self.signed = self.signed or bool(x.amin() < 0)
+            return bool(x.amin() < 0)
+        return False
 
     # --------------------------------------------------------------------------------------------- rows of v
     def _exp_rows(self, p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -420,10 +445,11 @@ class _Points:
         test, bound = (out.top, self.exp_low) if one_left else (out.rest, self.min_sum)
         if p.device.type != "cpu" or p.numel() and float(test.min()) < bound:
             idx = (test < bound).nonzero().squeeze(1)
-            out.r[idx], u = self._log_domain(p[idx], columns)
+            out.r[idx], u, shifted = self._log_domain(p[idx], columns)
             out.doubt[idx] = u / (1 + u)
-            # the rows are now shifted to their masked maximum (unless reusable: then never updated by subtraction)
-            out.top[idx], out.rest[idx] = 1.0, math.nan if self.reusable else u
+            # re-shifted rows are now relative to their masked maximum; the others' sum may not be representable
+            # in their shift: NaN makes an update redo them
+            out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
             if listed:
                 out.val[idx] = 0.0  # (in the old shift: of no use)
         return out
@@ -496,39 +522,36 @@ class _Points:
         last.updated = True
         return last
 
-    def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """r and u in float64 from the log values, a chunk of rows at a time (a float64 row is twice a float32 one)."""
+    def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """(r, u, re-shifted) in float64 from the log values, a chunk of rows at a time (a float64 row is twice a
+        float32 one)."""
         parts = [self._log_domain_rows(q, columns) for q in p.split(max(1, self.buf.numel() // (2 * self.K)))]
         if not parts:
-            return p.clone(), torch.empty(0, dtype=torch.float64, device=p.device)
-        return torch.cat([r for r, _ in parts]), torch.cat([u for _, u in parts])
+            return p.clone(), torch.empty(0, dtype=torch.float64, device=p.device), p.bool()
+        return tuple(torch.cat(part) for part in zip(*parts))
 
-    def _log_domain_rows(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The rows are re-shifted to their masked maximum: a point's mask only grows, so that keeps every column
-        it may still move to in exp's range for its next reassignments (masked ones may overflow: never read).
-
-        After the shift the sum is taken in the working dtype (as on the fast path), in float64 only where even
-        that underflows."""
+    def _log_domain_rows(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """Rows whose masked maximum lies below half of exp's range are re-shifted to it: a point's mask only grows,
+        so that brings every column it may still move to back into exp's range for its next visits (masked ones
+        may overflow: never read). Rows whose maximum is still near their shift keep it: their sum is small
+        because the row is saturated, and another shift would not change that."""
         z = self._log_rows(p)
         if columns is not None:
             z.index_fill_(1, columns, -math.inf)
         top, r = _first_max(z)
         z.sub_(top[:, None])
-        w = z.to(self.dtype, copy=True)
-        e = w.clamp(min=-self.low).exp_()  # clamped: exp would go subnormal (and slow) for nothing
-        if self.reusable:  # another run starts from the first mask again: keep v and m2 as the first pass left them
-            pass
-        else:
+        # reusable: another run starts from the first mask again, so v and m2 stay as the first pass left them
+        shift = (top < -self.low / 2) & (not self.reusable)
+        if bool(shift.any()):
+            idx = shift.nonzero().squeeze(1)
+            w = z[idx].to(self.dtype)
             if self.v is not None:
-                self.v.index_copy_(0, p, _encode(w, e, self.low))
+                self.v.index_copy_(0, p[idx], _encode(w, w.clamp(min=-self.low).exp_(), self.low))
                 self.signed = True
-            self.m2.index_add_(0, p, top.to(self.dtype))
-        u = e.sub_(self.exp_low).scatter_(1, r[:, None], 0.0).sum(1).double()  # (the clamped ones: 0)
-        small = (u < self.min_sum).nonzero().squeeze(1)
-        if small.numel():
-            # e^-708: float64's smallest normal
-            u[small] = z[small].clamp_(min=-708.0).exp_().scatter_(1, r[small, None], 0.0).sum(1)
-        return r, u
+            self.m2.index_add_(0, p[idx], top[idx].to(self.dtype))
+        # clamped at float64's smallest normal, e^-708 (exp is ~5x slower below it); clamped entries then give 0
+        e = z.clamp_(min=-708.0).exp_().sub_(_EXP_708)
+        return r, e.scatter_(1, r[:, None], 0.0).sum(1), shift
 
 
 def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
