@@ -569,6 +569,12 @@ def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def _mass(points: _Points, sums: _Sums, r: torch.Tensor, doubt: torch.Tensor, p: torch.Tensor, slot: torch.Tensor,
           size: int) -> torch.Tensor:
     """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
+    if r.device.type == "cpu":  # in NumPy: this runs once a merge, and each torch call costs several NumPy ones
+        at, d = slot.numpy()[r.numpy()], doubt.numpy()
+        w = points.weights.numpy()[p.numpy()] if points.weighted else None
+        mass = np.empty((2, size))  # (float64: bincount gives int64 for no points, even with weights)
+        mass[0], mass[1] = np.bincount(at, w, size), np.bincount(at, d if w is None else d * w, size)
+        return sums(torch.from_numpy(mass))
     at = slot.index_select(0, r)
     mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
     if points.weighted:
@@ -581,25 +587,20 @@ def _mass(points: _Points, sums: _Sums, r: torch.Tensor, doubt: torch.Tensor, p:
     return sums(mass)
 
 
-def _best(value: np.ndarray, doubt: np.ndarray) -> int:
-    """Index of the highest `value`, ties by the smallest `doubt` (exact where values round equal), then first."""
-    return int(np.where(value == value.max(), doubt, math.inf).argmin())
-
-
 def _partners(mass: torch.Tensor, width: np.ndarray, live: np.ndarray, G: int) -> tuple[int, float, int, float, float]:
     """(partner, its value, runner-up or -1, its value or NaN, mass moved to the partner), decided on the host.
 
     The 2 x (2K - 1) sums come to the host once (on CPU that is no copy). Only groups that receive points are
-    compared (they are live, not G, and their values are > 0); the others all have value 0.
+    compared (they are live, not G, and their values are > 0); the others all have value 0. Highest value first,
+    ties by the smallest doubt part (exact where values round equal), then the earliest group.
     """
     landed, doubt = mass.cpu().numpy()
     at = np.flatnonzero(landed)
     value, spread = (landed[at] - doubt[at]) / width[at], doubt[at] / width[at]
-    i = _best(value, spread)
-    H, a_h, value[i] = int(at[i]), value[i], -math.inf
+    order = np.lexsort((spread, -value))  # (stable: equal keys stay in slot order)
+    H, a_h = int(at[order[0]]), value[order[0]]
     if at.size > 1:
-        j = _best(value, spread)
-        return H, a_h, int(at[j]), value[j], landed[H] - doubt[H]
+        return H, a_h, int(at[order[1]]), value[order[1]], landed[H] - doubt[H]
     others = np.flatnonzero(live)  # no other group receives anything: the earliest of them, at value 0
     others = others[(others != G) & (others != H)]
     if not others.size:
