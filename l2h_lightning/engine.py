@@ -156,7 +156,7 @@ def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
         low, high = chunk.amin(1), chunk.amax(1)  # (torch.aminmax is ten times slower on CPU)
         return int((~(low.isfinite() & high.isfinite())).sum())
 
-    workers = threads if logits.device.type == "cpu" else 1
+    workers = _workers(logits, threads)
     step = _chunk_rows(logits, workers)
     bad = sum(_in_parallel(bad_rows, range(0, logits.shape[0], step), workers))
     if bad:
@@ -235,6 +235,12 @@ def _chunk_rows(logits: torch.Tensor, workers: int = 1) -> int:
     N, K = logits.shape
     elements = min(1 << 26 if logits.is_cuda else 1 << 20, N * K // (32 * workers))
     return max(1, min(N, elements // K))
+
+
+def _workers(logits: torch.Tensor, threads: int) -> int:
+    """Threads for the one pass over the logits: torch's `threads` on CPU, but so few that each has chunks of at
+    least 2^18 entries (while a thread hands out a chunk it holds the GIL: small ones would queue on it)."""
+    return 1 if logits.device.type != "cpu" else max(1, min(threads, logits.numel() // (32 << 18)))
 
 
 @contextmanager
@@ -343,7 +349,7 @@ class _Points:
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
-        workers = threads if device.type == "cpu" else 1
+        workers = _workers(logits, threads)
         step = _chunk_rows(logits, workers)
         # whether v has negative entries (then reads clamp them to 0)
         self.signed = any(_in_parallel(lambda s: self._first_pass(logits, s, min(step, N - s)), range(0, N, step),
