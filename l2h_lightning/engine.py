@@ -269,8 +269,14 @@ def _in_parallel(fn, items: range, workers: int) -> list:
     """
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
+    inference = torch.is_inference_mode_enabled()  # (thread-local: Lightning's validation runs under it)
+
+    def run(item):
+        with torch.inference_mode(inference):
+            return fn(item)
+
     with ThreadPoolExecutor(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(pool.map(fn, items))
+        return list(pool.map(run, items))
 
 
 class _Answers:

@@ -147,6 +147,25 @@ def test_unknown_aggregation():
         l2h(torch.randn(4, 3), aggregation="median")
 
 
+def test_the_pass_shared_by_threads_gives_the_same_tree_under_inference_mode():
+    """17,000 x 1,000 is large enough for two threads to share the pass over the logits (the check and the first
+    pass); in Lightning's validation that runs under torch.inference_mode, which threads do not inherit."""
+    threads = torch.get_num_threads()
+    logits = torch.randn(17_000, 1_000, generator=torch.Generator().manual_seed(0)) * 3
+    try:
+        torch.set_num_threads(1)
+        expected = l2h(logits)
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            inference_logits = logits.clone()  # an inference tensor, as a validation step's outputs are
+            assert l2h(inference_logits, inplace=True) == expected
+        logits[[5, 9_000, 16_999], [1, 500, 999]] = math.nan
+        with pytest.raises(ValueError, match="NaN or infinite entries in 3 of its 17000 rows"):
+            l2h(logits)
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_gives_the_same_tree():
     logits = torch.as_tensor(random_logits(np.random.default_rng(2), 2000, 50), dtype=torch.float32)
