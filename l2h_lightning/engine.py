@@ -20,8 +20,8 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
 - One pass stores ``v = exp(l - m2)`` (m2: the row's second-largest logit; the row's own argmax is always masked)
   in a new tensor or in place of the logits. A reassignment is then a masked max and a masked sum over the
   selected group's rows of v, in cache-sized chunks through one reused buffer. Entries too small for exp keep
-  their log value (as a negative number), so the rare rows whose masked sum underflows are redone in the log
-  domain and re-shifted, so that their next visits are fast again.
+  their log value (as a negative number), so the rows whose masked sum underflows are redone in the float64 log
+  domain, and re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
 - A point is touched only when its own group is selected. When a group only absorbed a never-predicted class,
   its points' last answers (kept in the group's own order) are updated by that one column, and points whose
   argmax it was take the next one from a short list.
@@ -29,7 +29,7 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
 - One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
   other processes on the cores, multi-threaded small operations stall on each other); the one pass over the
-  logits is shared by that many threads, each taking the next chunk when it is done.
+  logits is shared by torch's threads, each taking the next chunk when it is done.
 """
 
 from __future__ import annotations
@@ -264,8 +264,7 @@ def _in_parallel(fn, items: range, workers: int) -> list:
     """[fn(item) for item in items] on up to `workers` threads, each taking the next item when it is done.
 
     (Not a static split: a thread that shares its core with another process does fewer items, and nobody waits
-    for it. The first pass at 50,000 x 1,000 on 2 cores: 300 ms on one thread, 180 ms on two; with one core busy
-    about one thread's time, where torch's own two threads took 650-890 ms.)
+    for it; torch's own threads made the first pass 2-3x slower with one of two cores busy.)
     """
     if workers <= 1 or len(items) <= 1:
         return [fn(item) for item in items]
