@@ -151,6 +151,7 @@ def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
         return None, None, "logits has no rows (N = 0): there are no points to build a hierarchy from"
     if not isinstance(inplace, bool):
         return None, None, f"inplace must be True or False, got {inplace!r}"
+
     def bad_rows(start: int) -> int:  # min and max are finite iff every entry is
         chunk = logits[start : start + step]
         low, high = chunk.amin(1), chunk.amax(1)  # (torch.aminmax is ten times slower on CPU)
