@@ -173,6 +173,21 @@ def test_highlight_marks_drawn_and_collapsed_merges():
     assert rings[1].get_xydata()[0][1] == lay.pos[lay.owner[hidden]]  # on the collapsed subtree's row
     assert [t.get_text() for t in texts(ax, "highlight-label")] == ["1", "2"]
     assert "surprising merge (rank)" in [t.get_text() for t in ax.get_legend().get_texts()]
+    hidden_too = next(v for v in range(K, lay.first) if v != hidden and lay.owner[v] == lay.owner[hidden])
+    _, ax = plot_dendrogram(tree, highlight=[hidden, top, hidden_too])  # two on one collapsed stem: one ring
+    assert len([line for line in ax.lines if line.get_gid() == "highlight"]) == 2
+    assert [t.get_text() for t in texts(ax, "highlight-label")] == ["1,3", "2"]
+
+
+def test_card_has_room_for_rank_numbers_below_the_bottom_row():
+    K = 1000
+    tree = random_tree(K)
+    lay = _layout(tree, 12)
+    bottom = next(v for v in range(K, tree.num_nodes) if lay.owner[v] == lay.shown[-1])  # marked on the last row
+    fig, ax = plot_tree_card(tree, [f"c{i}" for i in range(K)], highlight=[bottom], title="a title on one line")
+    assert fig.get_size_inches()[1] * fig.dpi <= 230  # still TensorBoard's image area
+    image = figure_to_array(fig)
+    _assert_inside(fig, image)
 
 
 def test_card_is_small_with_large_text_and_few_rows():

@@ -238,17 +238,17 @@ def _draw(
             handles.append(Line2D([], [], color=_shade(np.array([s]))[0], lw=line_width * (0.6 + 0.8 * s),
                                   label=f"support {100 * s:.0f}%"))
     if marks:
+        rings: dict[tuple[float, float], list[int]] = {}  # one ring a spot, with every rank marked there
         for rank, v in enumerate(marks, start=1):
             d = lay.owner[v]  # a merge inside a collapsed subtree is marked on that subtree's stem
-            if d >= lay.first:
-                p, h = lay.pos[d], lay.height[d]
-            else:
-                p, h = lay.pos[d], 0.5 * (lay.low + lay.height[lay.parent[d]])
+            h = lay.height[d] if d >= lay.first else 0.5 * (lay.low + lay.height[lay.parent[d]])
+            rings.setdefault((lay.pos[d], h), []).append(rank)
+        for (p, h), ranks in rings.items():
             ax.plot(*xy(p, h), marker="o", ms=max(4.0, font * 0.9), mfc="white", mec=_MARK, mew=1.5, zorder=4,
                     clip_on=False, gid="highlight")
             # below the stem (sideways) or left of it: support labels sit on the other side
             away = max(3.0, font * 0.6)
-            ax.annotate(str(rank), xy(p, h), xytext=(-away, -away) if sideways else (-away, away),
+            ax.annotate(",".join(map(str, ranks)), xy(p, h), xytext=(-away, -away) if sideways else (-away, away),
                         textcoords="offset points", fontsize=max(font, 6), color=_MARK, fontweight="bold",
                         ha="right", va="top" if sideways else "bottom", gid="highlight-label")
         handles.append(Line2D([], [], ls="none", marker="o", mfc="white", mec=_MARK, mew=1.5,
@@ -460,13 +460,14 @@ def plot_tree_card(
     char_in = 0.56 / 72  # inches per character per point of font size (DejaVu Sans, mixed text)
     title_lines = _wrap(title, int(width / (char_in * CARD_TITLE_PT)))
     head = 0.06 + 0.19 * len(title_lines)
-    height = head + n * CARD_ROW_IN + 0.06
+    foot = 0.18 if marks else 0.06  # room for the rank numbers below a merge on the bottom row
+    height = head + n * CARD_ROW_IN + foot
     fig = Figure(figsize=(width, height), dpi=dpi)
     fig.text(0.5, 1 - 0.04 / height, "\n".join(title_lines), fontsize=CARD_TITLE_PT, ha="center", va="top",
              linespacing=1.15, gid="title")
     tree_w = 0.17 * width
     pad = 0.14 if marks else 0.04  # room for rank numbers left of merges near the root
-    ax = fig.add_axes((pad / width, 0.06 / height, tree_w / width, n * CARD_ROW_IN / height))
+    ax = fig.add_axes((pad / width, foot / height, tree_w / width, n * CARD_ROW_IN / height))
     if K == 1:
         ax.text(0.5, 0.5, names[0], ha="center", va="center", transform=ax.transAxes, fontsize=CARD_FONT_PT,
                 gid="group-label")
