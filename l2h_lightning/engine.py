@@ -152,14 +152,12 @@ def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
     if not isinstance(inplace, bool):
         return None, None, f"inplace must be True or False, got {inplace!r}"
 
-    def bad_rows(start: int) -> int:  # min and max are finite iff every entry is
-        chunk = logits[start : start + step]
+    def bad_rows(start: int, n: int) -> int:  # min and max are finite iff every entry is
+        chunk = logits[start : start + n]
         low, high = chunk.amin(1), chunk.amax(1)  # (torch.aminmax is ten times slower on CPU)
         return int((~(low.isfinite() & high.isfinite())).sum())
 
-    workers = _workers(logits, threads)
-    step = _chunk_rows(logits, workers)
-    bad = sum(_in_parallel(bad_rows, range(0, logits.shape[0], step), workers))
+    bad = sum(_over_chunks(bad_rows, logits, threads))
     if bad:
         return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
     weights, error = _checked_weights(weights, logits, distributed)
@@ -238,12 +236,6 @@ def _chunk_rows(logits: torch.Tensor, workers: int = 1) -> int:
     return max(1, min(N, elements // K))
 
 
-def _workers(logits: torch.Tensor, threads: int) -> int:
-    """Threads for the one pass over the logits: torch's `threads` on CPU, but so few that each has chunks of at
-    least 2^18 entries (while a thread hands out a chunk it holds the GIL: small ones would queue on it)."""
-    return 1 if logits.device.type != "cpu" else max(1, min(threads, logits.numel() // (32 << 18)))
-
-
 @contextmanager
 def _one_cpu_thread():
     """torch runs on one CPU thread inside the engine (its GPU path is unaffected); yields the threads it had.
@@ -251,7 +243,7 @@ def _one_cpu_thread():
     The engine's work is thousands of small operations. On cores shared with data-loader workers or other jobs,
     every multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads
     took 3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s). The one big pass over the logits is
-    spread over that many threads by `_in_parallel` instead, which does not wait on a slow thread.
+    spread over that many threads by `_over_chunks` instead, which does not wait on a slow thread.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -261,22 +253,28 @@ def _one_cpu_thread():
         torch.set_num_threads(threads)
 
 
-def _in_parallel(fn, items: range, workers: int) -> list:
-    """[fn(item) for item in items] on up to `workers` threads, each taking the next item when it is done.
+def _over_chunks(fn, logits: torch.Tensor, threads: int) -> list:
+    """[fn(start, n) for each chunk of rows of `logits`], on CPU shared by up to `threads` threads, each taking the
+    next chunk when it is done.
 
-    (Not a static split: a thread that shares its core with another process does fewer items, and nobody waits
-    for it; torch's own threads made the first pass 2-3x slower with one of two cores busy.)
+    Not a static split: a thread that shares its core with another process does fewer chunks, and nobody waits for
+    it (torch's own threads made the first pass 2-3x slower with one of two cores busy). At most as many threads as
+    give each chunks of 2^18 entries: while a thread hands out a chunk it holds the GIL, and small ones would queue.
     """
-    if workers <= 1 or len(items) <= 1:
-        return [fn(item) for item in items]
+    N = logits.shape[0]
+    workers = 1 if logits.device.type != "cpu" else max(1, min(threads, logits.numel() // (32 << 18)))
+    step = _chunk_rows(logits, workers)
+    starts = range(0, N, step)
+    if workers <= 1 or len(starts) <= 1:
+        return [fn(s, min(step, N - s)) for s in starts]
     inference = torch.is_inference_mode_enabled()  # (thread-local: Lightning's validation runs under it)
 
-    def run(item):
+    def run(start: int):
         with torch.inference_mode(inference):
-            return fn(item)
+            return fn(start, min(step, N - start))
 
-    with ThreadPoolExecutor(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
-        return list(pool.map(run, items))
+    with ThreadPoolExecutor(min(workers, len(starts)), initializer=torch.set_num_threads, initargs=(1,)) as pool:
+        return list(pool.map(run, starts))
 
 
 class _Answers:
@@ -355,11 +353,8 @@ class _Points:
         self.assign = torch.empty(N, dtype=torch.long, device=device)
         self.m2 = torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
-        workers = _workers(logits, threads)
-        step = _chunk_rows(logits, workers)
         # whether v has negative entries (then reads clamp them to 0)
-        self.signed = any(_in_parallel(lambda s: self._first_pass(logits, s, min(step, N - s)), range(0, N, step),
-                                       workers))
+        self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
         # and a group's answers are kept for the next run that forms the same group, within half the
         # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
