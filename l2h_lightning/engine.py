@@ -280,15 +280,15 @@ def _over_chunks(fn, logits: torch.Tensor, threads: int) -> list:
 class _Answers:
     """Masked-softmax answers of a list of points, in its order: argmax r, v there (top), the masked sum without it
     (rest), the doubt 1 - q = rest / (rest + top), the floor below which an updated rest is not trusted, and, where
-    listed, each point's best open columns in first-argmax order (col, val; val 0: none). `exact`: rest is a
-    float64 sum."""
+    listed, each point's best open columns in first-argmax order (col; -1: none; their values are read from v when
+    needed, which changes only when the row's lists are dropped). `exact`: rest is a float64 sum."""
 
-    FIELDS = ("r", "top", "rest", "doubt", "floor", "col", "val")
+    FIELDS = ("r", "top", "rest", "doubt", "floor", "col")
 
     def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, exact: bool = False) -> None:
         self.r, self.top, self.rest = r, top, rest
         self.doubt = rest / (rest + top)
-        self.floor = self.col = self.val = None
+        self.floor = self.col = None
         self.exact = exact
         self.updated = False  # by `update`, at least once
 
@@ -307,29 +307,38 @@ class _Answers:
             return parts[0]
         return parts[0]._with(lambda name, _: torch.cat([getattr(a, name) for a in parts]))
 
-    def take(self, order: torch.Tensor) -> _Answers:
-        return self._with(lambda _, value: value[order])
+    def take(self, order: torch.Tensor, inplace: bool = False) -> _Answers:
+        """The answers in `order`: a copy, or `inplace` this object, a field at a time (a large group's answers are
+        then never held twice)."""
+        if not inplace:
+            return self._with(lambda _, value: value[order])
+        for name in self.FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, getattr(self, name)[order])
+        return self
 
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
         """Replace the answers at positions `idx` by `new` (answers of those points, listed or not)."""
         if self.col is None and new.col is not None:
-            self.col = torch.zeros(self.r.numel(), LISTED, dtype=torch.int32, device=self.r.device)
-            self.val = torch.zeros(self.r.numel(), LISTED, dtype=new.val.dtype, device=self.r.device)
+            self.col = torch.full((self.r.numel(), LISTED), -1, dtype=new.col.dtype, device=self.r.device)
         for name in self.FIELDS[:5]:
             getattr(self, name)[idx] = getattr(new, name)
         if new.col is not None:
-            self.col[idx], self.val[idx] = new.col, new.val
+            self.col[idx] = new.col
         elif self.col is not None:
-            self.val[idx] = 0.0  # (no list)
+            self.col[idx] = -1  # (no list)
 
 
-def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, col: torch.Tensor, val: torch.Tensor) -> None:
+def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The LISTED best columns of rows `x` (whose argmax r, of value top, is already zeroed), by repeated first
-    argmax (~3x faster than topk on CPU); `x` is zeroed there too. Columns of value 0 are none."""
+    argmax (~3x faster than topk on CPU); -1 where a row has no more columns of value > 0. `x` is zeroed there."""
+    col = torch.zeros(x.shape[0], LISTED, dtype=torch.long, device=x.device)
+    val = torch.zeros(x.shape[0], LISTED, dtype=x.dtype, device=x.device)
     col[:, 0], val[:, 0] = r, top
     for i in range(1, min(LISTED, x.shape[1])):
         val[:, i], col[:, i] = _first_max(x)
         x.scatter_(1, col[:, i, None], 0.0)
+    return col.masked_fill_(val <= 0, -1).to(dtype)
 
 
 class _Points:
@@ -351,7 +360,8 @@ class _Points:
         self.v = None if half else (logits if inplace else torch.empty_like(logits))
         self.logits = None if self.v is logits else logits  # the exact values, where they survive: for the log domain
         self.assign = torch.empty(N, dtype=torch.long, device=device)
-        self.m2 = torch.empty(N, dtype=self.dtype, device=device)
+        # (only read with the exact values: v holds what else needs it)
+        self.m2 = None if self.logits is None else torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
         # whether v has negative entries (then reads clamp them to 0)
         self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
@@ -362,11 +372,14 @@ class _Points:
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
+        self.block = 8 * self.buf.shape[0]  # points handled at once where each needs ~100 bytes (updates)
+        self.col_dtype = torch.int16 if self.K <= torch.iinfo(torch.int16).max else torch.int32  # (listed columns)
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Weigh the points by `weights` (None: 1 each) for the next run."""
         N, device = self.assign.shape[0], self.assign.device
-        self.weights = torch.ones(N, dtype=torch.float64, device=device) if weights is None else weights
+        # (unweighted: one 1 seen N times, not N float64 ones)
+        self.weights = torch.ones(1, dtype=torch.float64, device=device).expand(N) if weights is None else weights
         self.weighted = weights is not None
 
     def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> bool:
@@ -386,7 +399,9 @@ class _Points:
         # log of Σ_{c≠a} exp(l_c - l_a), and the doubt 1 - g = that / (1 + that), in float64 and the log domain
         lead = (m2.double() - top.double()) + e.sum(1).double().log()
         self.doubt[start : start + n] = (lead - torch.log1p(lead.exp())).exp()
-        self.assign[start : start + n], self.m2[start : start + n] = a, m2
+        self.assign[start : start + n] = a
+        if self.m2 is not None:
+            self.m2[start : start + n] = m2
         if self.v is not None:
             # the own column is 0 (always masked); entries too small for exp are negative (see _encode)
             _encode(x, e, self.low).scatter_(1, a[:, None], 0.0)
@@ -407,7 +422,7 @@ class _Points:
         """l - m2 for rows `p` in float64 (-inf at the point's own argmax); from v (as float32 left it) in place."""
         if self.logits is None:
             v = self.v.index_select(0, p).double()
-            z = torch.where(v > 0, v.log(), v - self.low)
+            z = torch.where(v > 0, v.log(), v.sub_(self.low), out=v)  # (v.log() is taken before v changes)
         else:
             z = self.logits.index_select(0, p).double().sub_(self.m2[p, None])
         return z.scatter_(1, self.assign[p, None], -math.inf)
@@ -419,6 +434,13 @@ class _Points:
             return x.clamp_(min=0.0) if self.signed else x
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
+
+    def _exp_at(self, p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """exp(l - m2) of rows `p` at columns `c`, one each, as _exp_rows gives them (c is not a row's argmax)."""
+        if self.v is not None:
+            x = self.v.take(p * self.K + c)  # (far faster than a 2-D index)
+            return x.clamp_(min=0.0) if self.signed else x
+        return (self.logits[p, c].to(self.dtype) - self.m2[p]).clamp_(-self.low, 0.0).exp_()
 
     # --------------------------------------------------------------------------------------------- reassign
     def group_answers(self, p: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, _Answers]:
@@ -458,7 +480,7 @@ class _Points:
             # in their shift: NaN makes an update redo them
             out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
             if listed:
-                out.val[idx] = 0.0  # (in the old shift: of no use)
+                out.col[idx] = -1  # (their values in v change with the shift, and were partly dropped)
         return out
 
     def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
@@ -473,9 +495,7 @@ class _Points:
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
         out = _Answers(r, top, self._sum64(x) if listed else x.sum(1).double(), exact=listed)
         if listed:
-            out.col = torch.zeros(p.numel(), LISTED, dtype=torch.int32, device=p.device)
-            out.val = torch.zeros(p.numel(), LISTED, dtype=self.dtype, device=p.device)
-            _best_columns(x, r, top, out.col, out.val)
+            out.col = _best_columns(x, r, top, self.col_dtype)
         return out
 
     def _sum64(self, x: torch.Tensor) -> torch.Tensor:
@@ -497,7 +517,7 @@ class _Points:
         """`answers`, with the floor below which a masked sum updated by subtraction has lost too many bits (22 good
         bits are kept of the sum's own precision: float64 where exact, else the dtype's)."""
         error = answers.rest * (2.0**-52 if answers.exact else torch.finfo(self.dtype).eps)
-        answers.floor = torch.maximum(error * 2.0**22, torch.full_like(error, self.min_sum))
+        answers.floor = error.mul_(2.0**22).clamp_(min=self.min_sum).to(self.dtype)  # (a bound: the dtype suffices)
         return answers
 
     def update(self, p: torch.Tensor, columns: torch.Tensor, added: int, last: _Answers) -> _Answers:
@@ -508,31 +528,33 @@ class _Points:
         """
         r, top, rest = last.r, last.top, last.rest
         moved = (r == added).nonzero().squeeze(1)
-        before = rest[moved]
-        rest.sub_(self._exp_column(p, added))
+        rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
         redo = ~(rest >= last.floor)
         if moved.numel() and last.col is None:
             redo[moved] = True
         elif moved.numel():  # their argmax is masked now: the first open column of their list is the next one
             masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
-            col, val = last.col[moved], last.val[moved]
-            open_ = ~masked[col] & (val > 0)  # (a list is in first-argmax order: unlisted columns come after it)
-            first = open_.byte().argmax(1, keepdim=True)
-            r[moved], top[moved] = col.gather(1, first).squeeze(1).long(), val.gather(1, first).squeeze(1)
-            rest[moved] = before - top[moved]
-            redo[moved] = ~open_.any(1) | ~(rest[moved] >= last.floor[moved])
-        last.doubt = rest / (rest + top)
+            # a chunk at a time here and below: these points may be most of a large group
+            for m in moved.split(self.buf.shape[0]):
+                col = last.col[m].long()
+                open_ = (col >= 0) & ~masked[col.clamp(min=0)]  # (in first-argmax order: unlisted ones come after)
+                first = open_.byte().argmax(1, keepdim=True)
+                r[m] = col.gather(1, first).squeeze(1).clamp_(min=0)  # (none open: any column; they are redone)
+                top[m] = self._exp_at(p[m], r[m])
+                rest[m] -= top[m]
+                redo[m] = ~open_.any(1) | ~(rest[m] >= last.floor[m])
+        torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
         if p.device.type != "cpu" or bool(redo.any()):
             # lists only from the group's second update on: most groups absorb one never-predicted class only
-            idx = redo.nonzero().squeeze(1)
-            last.put(idx, self.with_floor(self.reassign(p[idx], columns, listed=last.updated)))
+            for idx in redo.nonzero().squeeze(1).split(self.block):
+                last.put(idx, self.with_floor(self.reassign(p[idx], columns, listed=last.updated)))
         last.updated = True
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """(r, u, re-shifted) in float64 from the log values, a chunk of rows at a time (a float64 row is twice a
         float32 one)."""
-        parts = [self._log_domain_rows(q, columns) for q in p.split(max(1, self.buf.numel() // (2 * self.K)))]
+        parts = [self._log_domain_rows(q, columns) for q in p.split(max(1, self.buf.numel() // (4 * self.K)))]
         if not parts:
             return p.clone(), torch.empty(0, dtype=torch.float64, device=p.device), p.bool()
         return tuple(torch.cat(part) for part in zip(*parts))
@@ -555,7 +577,8 @@ class _Points:
             if self.v is not None:
                 self.v.index_copy_(0, p[idx], _encode(w, w.clamp(min=-self.low).exp_(), self.low))
                 self.signed = True
-            self.m2.index_add_(0, p[idx], top[idx].to(self.dtype))
+            if self.m2 is not None:
+                self.m2.index_add_(0, p[idx], top[idx].to(self.dtype))
         # clamped at float64's smallest normal, e^-708 (exp is ~5x slower below it); clamped entries then give 0
         e = z.clamp_(min=-708.0).exp_().sub_(_EXP_708)
         return r, e.scatter_(1, r[:, None], 0.0).sum(1), shift
@@ -620,7 +643,17 @@ def _cluster_stats(points: _Points, sums: _Sums) -> list[list[float]]:
     stats = torch.zeros(2, points.K, dtype=torch.float64, device=points.assign.device)
     stats[0].index_add_(0, points.assign, points.weights)  # (bincount would give an empty process int64 counts)
     stats[1].index_add_(0, points.assign, points.weights * points.doubt)
+    if not points.reusable:  # (a single run reads it here only)
+        points.doubt = None
     return sums(stats).T.tolist()
+
+
+def _cluster_points(points: _Points) -> dict[int, torch.Tensor]:
+    """Cluster -> its points, in index order (weight 0: absent, unless kept for reuse, where they add 0)."""
+    order = torch.argsort(points.assign, stable=True)
+    kept = (points.weights[order] > 0) | points.reusable
+    counts = torch.bincount(points.assign[order][kept], minlength=points.K).tolist()
+    return dict(enumerate(order[kept].split(counts)))
 
 
 def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple[list, dict]:
@@ -641,10 +674,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
     heap = [(*key(c), c) for c in range(K) if stats[c][0] > 0]
     heapq.heapify(heap)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
-    order = torch.argsort(points.assign, stable=True)
-    kept = (points.weights[order] > 0) | points.reusable  # weight 0: absent (kept for reuse, adding 0)
-    counts = torch.bincount(points.assign[order][kept], minlength=K).tolist()
-    group_points = dict(enumerate(order[kept].split(counts)))
+    group_points = _cluster_points(points)
     node_of = torch.arange(K, device=device)  # cluster -> node of its live group
     width = np.ones(size)
     live = np.zeros(size, dtype=bool)
@@ -673,8 +703,10 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         if stats[H][0] == 0 and not group_points[H].numel():
             if not updated:  # in memory order: the next steps read one column per row
                 order = p.argsort()
-                group_points[G], answers = p[order], points.with_floor(answers.take(order))
+                p = group_points[G] = p[order]
+                answers = points.with_floor(answers.take(order, inplace=points.cache is None))  # (else: cached)
             pending[new] = (H, answers)
+        pending.pop(H, None)  # (a group that absorbed a never-predicted class, now somebody's partner)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
         width[new] = float(members[new].numel())
