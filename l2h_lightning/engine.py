@@ -372,7 +372,7 @@ class _Points:
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
-        self.block = 8 * self.buf.shape[0]  # points handled at once where each needs ~100 bytes (updates)
+        self.block = 8 * self.buf.shape[0]  # points an update redoes at once (their answers are made, then put)
         self.col_dtype = torch.int16 if self.K <= torch.iinfo(torch.int16).max else torch.int32  # (listed columns)
 
     def restart(self, weights: torch.Tensor | None) -> None:
@@ -534,7 +534,7 @@ class _Points:
             redo[moved] = True
         elif moved.numel():  # their argmax is masked now: the first open column of their list is the next one
             masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
-            # a chunk at a time here and below: these points may be most of a large group
+            # a chunk at a time, here and for the redone ones below: they may be most of a large group
             for m in moved.split(self.buf.shape[0]):
                 col = last.col[m].long()
                 open_ = (col >= 0) & ~masked[col.clamp(min=0)]  # (in first-argmax order: unlisted ones come after)
