@@ -184,6 +184,9 @@ def test_replicates_share_one_pass_and_equal_weighted_runs(aggregation):
         logits[:, 5] -= 30.0  # never predicted: joins by the update path
         logits[:, 7] -= 30.0
         logits[599, 7] += 60.0  # a cluster of one point, of weight 0 in some replicates
+        # never predicted but close behind every row's best: absorbing it moves mass, so reused answers must be
+        # the group's own, not ones an earlier replicate went on to update
+        logits[:, 9] = logits.max(1).values - 0.5 - torch.rand(600, generator=torch.Generator().manual_seed(kind))
         gen = torch.Generator().manual_seed(kind)
         # enough replicates that later ones reuse earlier groups' answers
         weights = [None] + [torch.multinomial(torch.ones(600), 600, replacement=True, generator=gen).bincount(minlength=600)
