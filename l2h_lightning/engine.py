@@ -392,17 +392,21 @@ class _Points:
         else:
             x = self.v[start : start + n].copy_(logits[start : start + n])
         top, a = _first_max(x)
+        least = x.amin(1)
         x.scatter_(1, a[:, None], -math.inf)
         m2 = x.amax(1)
         x.sub_(m2[:, None])
-        e = x.clamp(min=-self.low).exp_()  # clamped: exp would go subnormal (and slow) for nothing
+        # the common case: every entry within exp's range of its row's shift, so v is exp of x, taken in place
+        # (the own column's -inf gives 0); else clamped, as exp would go subnormal (and slow) for nothing
+        in_range = bool((least - m2).min() >= -self.low)
+        e = x.exp_() if in_range else x.clamp(min=-self.low).exp_()
         # log of Σ_{c≠a} exp(l_c - l_a), and the doubt 1 - g = that / (1 + that), in float64 and the log domain
         lead = (m2.double() - top.double()) + e.sum(1).double().log()
         self.doubt[start : start + n] = (lead - torch.log1p(lead.exp())).exp()
         self.assign[start : start + n] = a
         if self.m2 is not None:
             self.m2[start : start + n] = m2
-        if self.v is not None:
+        if self.v is not None and not in_range:
             # the own column is 0 (always masked); entries too small for exp are negative (see _encode)
             _encode(x, e, self.low).scatter_(1, a[:, None], 0.0)
             return bool(x.amin() < 0)
