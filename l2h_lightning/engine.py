@@ -24,7 +24,7 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   domain, and re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
 - A point is touched only when its own group is selected. When a group only absorbed a never-predicted class,
   its points' last answers (kept in the group's own order) are updated by that one column, and points whose
-  argmax it was take the next one from a short list.
+  argmax it was take the next one from their own row (one masked max; its value leaves the sum).
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
 - One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
@@ -46,7 +46,6 @@ import torch
 from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
-LISTED = 8  # next-best columns kept for points that lose their argmax to a never-predicted class
 _EXP_708 = float(torch.tensor(-708.0, dtype=torch.float64).exp())  # as exp gives it
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
@@ -279,23 +278,19 @@ def _over_chunks(fn, logits: torch.Tensor, threads: int) -> list:
 
 class _Answers:
     """Masked-softmax answers of a list of points, in its order: argmax r, v there (top), the masked sum without it
-    (rest), the doubt 1 - q = rest / (rest + top), the floor below which an updated rest is not trusted, and, where
-    listed, each point's best open columns in first-argmax order (col; -1: none; their values are read from v when
-    needed, which changes only when the row's lists are dropped). `exact`: rest is a float64 sum."""
+    (rest), the doubt 1 - q = rest / (rest + top), and the floor below which rest, lowered by subtraction, has
+    lost the precision decisions need."""
 
-    FIELDS = ("r", "top", "rest", "doubt", "floor", "col")
+    FIELDS = ("r", "top", "rest", "doubt", "floor")
 
-    def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor, exact: bool = False) -> None:
+    def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
         self.r, self.top, self.rest = r, top, rest
+        self.floor = None  # (set by `_Points.reassign`)
         self.doubt = rest / (rest + top)
-        self.floor = self.col = None
-        self.exact = exact
-        self.updated = False  # by `update`, at least once
 
     def _with(self, change) -> _Answers:
         """A copy with every field passed through `change` (None stays None)."""
         out = _Answers.__new__(_Answers)
-        out.exact, out.updated = self.exact, False
         for name in self.FIELDS:
             value = getattr(self, name)
             setattr(out, name, None if value is None else change(name, value))
@@ -318,27 +313,9 @@ class _Answers:
         return self
 
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
-        """Replace the answers at positions `idx` by `new` (answers of those points, listed or not)."""
-        if self.col is None and new.col is not None:
-            self.col = torch.full((self.r.numel(), LISTED), -1, dtype=new.col.dtype, device=self.r.device)
-        for name in self.FIELDS[:5]:
+        """Replace the answers at positions `idx` by `new` (answers of those points)."""
+        for name in self.FIELDS:
             getattr(self, name)[idx] = getattr(new, name)
-        if new.col is not None:
-            self.col[idx] = new.col
-        elif self.col is not None:
-            self.col[idx] = -1  # (no list)
-
-
-def _best_columns(x: torch.Tensor, r: torch.Tensor, top: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """The LISTED best columns of rows `x` (whose argmax r, of value top, is already zeroed), by repeated first
-    argmax (~3x faster than topk on CPU); -1 where a row has no more columns of value > 0. `x` is zeroed there."""
-    col = torch.zeros(x.shape[0], LISTED, dtype=torch.long, device=x.device)
-    val = torch.zeros(x.shape[0], LISTED, dtype=x.dtype, device=x.device)
-    col[:, 0], val[:, 0] = r, top
-    for i in range(1, min(LISTED, x.shape[1])):
-        val[:, i], col[:, i] = _first_max(x)
-        x.scatter_(1, col[:, i, None], 0.0)
-    return col.masked_fill_(val <= 0, -1).to(dtype)
 
 
 class _Points:
@@ -353,6 +330,9 @@ class _Points:
         device = logits.device
         self.dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         info = torch.finfo(self.dtype)
+        self.eps = info.eps
+        # the relative precision a sum updated by subtraction must keep: near-ties below it may go either way
+        self.precision = 2.0**-40 if self.dtype == torch.float64 else 2.0**-22
         self.low = 700.0 if self.dtype == torch.float64 else 80.0  # exp(-low) is still a normal number
         self.min_sum = self.K * math.exp(-self.low) / info.eps  # below this, entries dropped from v may matter
         self.exp_low = float(torch.tensor(-self.low, dtype=self.dtype).exp())  # exp(-low) as exp gives it
@@ -367,13 +347,12 @@ class _Points:
         self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
         # and a group's answers are kept for the next run that forms the same group, within half the
-        # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
+        # logits' size (40 bytes a point: its index, argmax, v there, masked sum, doubt and floor)
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
-        self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
+        self.cache_room = logits.numel() * logits.element_size() // (2 * 40)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
         self.block = 8 * self.buf.shape[0]  # points an update redoes at once (their answers are made, then put)
-        self.col_dtype = torch.int16 if self.K <= torch.iinfo(torch.int16).max else torch.int32  # (listed columns)
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Weigh the points by `weights` (None: 1 each) for the next run."""
@@ -439,13 +418,6 @@ class _Points:
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
 
-    def _exp_at(self, p: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """exp(l - m2) of rows `p` at columns `c`, one each, as _exp_rows gives them (c is not a row's argmax)."""
-        if self.v is not None:
-            x = self.v.take(p * self.K + c)  # (far faster than a 2-D index)
-            return x.clamp_(min=0.0) if self.signed else x
-        return (self.logits[p, c].to(self.dtype) - self.m2[p]).clamp_(-self.low, 0.0).exp_()
-
     # --------------------------------------------------------------------------------------------- reassign
     def group_answers(self, p: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, _Answers]:
         """(points, answers) of the group of clusters `columns` holding points `p`: `reassign`, or in repeated runs
@@ -461,17 +433,16 @@ class _Points:
             self.cache[key] = p, self.reassign(p, columns)
         return self.cache[key]
 
-    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, listed: bool = False) -> _Answers:
+    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, exact: bool = False) -> _Answers:
         """The masked-softmax answers of points `p`, masking `columns` (None: each point's own cluster).
 
-        With `listed`, also each point's best unmasked columns (see `update`), and its masked sum in float64.
+        `exact`: masked sums in float64, for answers that `update` will change by subtraction.
         """
-        keep = None
-        if columns is not None and 8 * columns.numel() > self.K:  # many columns: one streaming multiply
-            keep = torch.ones(self.K, dtype=self.dtype, device=p.device).index_fill_(0, columns, 0.0)
+        keep = self._keep(columns)
         step = self.buf.shape[0]
-        out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, listed)
+        out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, exact)
                             for s in range(0, max(1, p.numel()), step)])
+        out.floor = self._floor(out.rest, 2.0**-52 if exact else self.eps)
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
         # (with one column left u = 0 exactly: then only where its v underflowed, top = 0 < exp_low)
         one_left = self.K - (1 if columns is None else columns.numel()) == 1
@@ -483,24 +454,30 @@ class _Points:
             # re-shifted rows are now relative to their masked maximum; the others' sum may not be representable
             # in their shift: NaN makes an update redo them
             out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
-            if listed:
-                out.col[idx] = -1  # (their values in v change with the shift, and were partly dropped)
+            # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
+            out.floor[idx] = self._floor(u, self.eps)
         return out
 
-    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
-                       listed: bool) -> _Answers:
+    def _keep(self, columns: torch.Tensor | None) -> torch.Tensor | None:
+        """1 outside `columns`, 0 in them: for many columns, masking is then one streaming multiply."""
+        if columns is None or 8 * columns.numel() <= self.K:
+            return None
+        return torch.ones(self.K, dtype=self.dtype, device=columns.device).index_fill_(0, columns, 0.0)
+
+    def _masked_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+        """Rows `p` of v (as _exp_rows gives them) with `columns` zeroed, in the reused buffer."""
         x = self._exp_rows(p, self.buf[: p.numel()])
         if keep is not None:
-            x.mul_(keep)
-        elif columns is not None:
-            x.index_fill_(1, columns, 0.0)
+            return x.mul_(keep)
+        return x if columns is None else x.index_fill_(1, columns, 0.0)
+
+    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
+                       exact: bool) -> _Answers:
+        x = self._masked_rows(p, columns, keep)
         top, r = _first_max(x)
         x.scatter_(1, r[:, None], 0.0)
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
-        out = _Answers(r, top, self._sum64(x) if listed else x.sum(1).double(), exact=listed)
-        if listed:
-            out.col = _best_columns(x, r, top, self.col_dtype)
-        return out
+        return _Answers(r, top, self._sum64(x) if exact else x.sum(1).double())
 
     def _sum64(self, x: torch.Tensor) -> torch.Tensor:
         """Row sums of `x` in float64, through a small reused float64 buffer (a float64 copy of a whole chunk
@@ -517,42 +494,31 @@ class _Points:
             torch.sum(self.buf64[: part.shape[0]].copy_(part), 1, out=out[s : s + step])
         return out
 
-    def with_floor(self, answers: _Answers) -> _Answers:
-        """`answers`, with the floor below which a masked sum updated by subtraction has lost too many bits (22 good
-        bits are kept of the sum's own precision: float64 where exact, else the dtype's)."""
-        error = answers.rest * (2.0**-52 if answers.exact else torch.finfo(self.dtype).eps)
-        answers.floor = error.mul_(2.0**22).clamp_(min=self.min_sum).to(self.dtype)  # (a bound: the dtype suffices)
-        return answers
+    def _floor(self, rest: torch.Tensor, eps: float) -> torch.Tensor:
+        """The floor below which `rest`, known to `eps` relative and then lowered by subtraction, is no longer known
+        to the precision decisions need (`self.precision`); NaN rest: NaN (always redone)."""
+        return (rest * (eps / self.precision)).clamp_(min=self.min_sum).to(self.dtype)  # (a bound: the dtype suffices)
 
     def update(self, p: torch.Tensor, columns: torch.Tensor, added: int, last: _Answers) -> _Answers:
         """The answers of points `p` whose `last` answers masked `columns` but column `added`; `last` is updated.
 
-        Only that column is read: subtracted from each point's masked sum, unless it was the point's argmax (then
-        the next one comes from the point's list, where it has one) or the subtraction would cost precision.
+        Only that column is read, and subtracted from each point's masked sum; a point whose argmax it was takes the
+        next one from its own row (one masked max), and that value leaves its sum too. Points whose sum would lose
+        too much precision that way are redone.
         """
         r, top, rest = last.r, last.top, last.rest
         moved = (r == added).nonzero().squeeze(1)
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
+        keep = self._keep(columns)
+        # a chunk at a time, here and for the redone ones below: they may be most of a large group
+        for m in moved.split(self.buf.shape[0]):
+            top[m], r[m] = _first_max(self._masked_rows(p[m], columns, keep))  # (nothing left: 0, and redone)
+            rest[m] -= top[m]
         redo = ~(rest >= last.floor)
-        if moved.numel() and last.col is None:
-            redo[moved] = True
-        elif moved.numel():  # their argmax is masked now: the first open column of their list is the next one
-            masked = torch.zeros(self.K, dtype=torch.bool, device=p.device).index_fill_(0, columns, True)
-            # a chunk at a time, here and for the redone ones below: they may be most of a large group
-            for m in moved.split(self.buf.shape[0]):
-                col = last.col[m].long()
-                open_ = (col >= 0) & ~masked[col.clamp(min=0)]  # (in first-argmax order: unlisted ones come after)
-                first = open_.byte().argmax(1, keepdim=True)
-                r[m] = col.gather(1, first).squeeze(1).clamp_(min=0)  # (none open: any column; they are redone)
-                top[m] = self._exp_at(p[m], r[m])
-                rest[m] -= top[m]
-                redo[m] = ~open_.any(1) | ~(rest[m] >= last.floor[m])
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
         if p.device.type != "cpu" or bool(redo.any()):
-            # lists only from the group's second update on: most groups absorb one never-predicted class only
             for idx in redo.nonzero().squeeze(1).split(self.block):
-                last.put(idx, self.with_floor(self.reassign(p[idx], columns, listed=last.updated)))
-        last.updated = True
+                last.put(idx, self.reassign(p[idx], columns, exact=True))
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -708,7 +674,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             if not updated:  # in memory order: the next steps read one column per row
                 order = p.argsort()
                 p = group_points[G] = p[order]
-                answers = points.with_floor(answers.take(order, inplace=points.cache is None))  # (else: cached)
+                answers = answers.take(order, inplace=points.cache is None)  # (else: cached)
             pending[new] = (H, answers)
         pending.pop(H, None)  # (a group that absorbed a never-predicted class, now somebody's partner)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
