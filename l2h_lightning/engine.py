@@ -285,7 +285,7 @@ class _Answers:
 
     def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
         self.r, self.top, self.rest = r, top, rest
-        self.floor = None  # (set by `_Points.reassign`)
+        self.floor = None  # (set by `_Points.reassign` or `update`)
         self.doubt = rest / (rest + top)
 
     def _with(self, change) -> _Answers:
@@ -347,9 +347,9 @@ class _Points:
         self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
         # and a group's answers are kept for the next run that forms the same group, within half the
-        # logits' size (40 bytes a point: its index, argmax, v there, masked sum, doubt and floor)
+        # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
-        self.cache_room = logits.numel() * logits.element_size() // (2 * 40)
+        self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
         self.block = 8 * self.buf.shape[0]  # points an update redoes at once (their answers are made, then put)
@@ -436,13 +436,14 @@ class _Points:
     def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, exact: bool = False) -> _Answers:
         """The masked-softmax answers of points `p`, masking `columns` (None: each point's own cluster).
 
-        `exact`: masked sums in float64, for answers that `update` will change by subtraction.
+        `exact`: masked sums in float64, and their floor, for answers that `update` changes by subtraction.
         """
         keep = self._keep(columns)
         step = self.buf.shape[0]
         out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, exact)
                             for s in range(0, max(1, p.numel()), step)])
-        out.floor = self._floor(out.rest, 2.0**-52 if exact else self.eps)
+        if exact:
+            out.floor = self._floor(out.rest, 2.0**-52)
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
         # (with one column left u = 0 exactly: then only where its v underflowed, top = 0 < exp_low)
         one_left = self.K - (1 if columns is None else columns.numel()) == 1
@@ -454,8 +455,8 @@ class _Points:
             # re-shifted rows are now relative to their masked maximum; the others' sum may not be representable
             # in their shift: NaN makes an update redo them
             out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
-            # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
-            out.floor[idx] = self._floor(u, self.eps)
+            if exact:  # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
+                out.floor[idx] = self._floor(u, self.eps)
         return out
 
     def _keep(self, columns: torch.Tensor | None) -> torch.Tensor | None:
@@ -506,6 +507,8 @@ class _Points:
         next one from its own row (one masked max), and that value leaves its sum too. Points whose sum would lose
         too much precision that way are redone.
         """
+        if last.floor is None:  # (answers made for a selection: sums in the dtype)
+            last.floor = self._floor(last.rest, self.eps)
         r, top, rest = last.r, last.top, last.rest
         moved = (r == added).nonzero().squeeze(1)
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
