@@ -352,7 +352,6 @@ class _Points:
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
-        self.block = 8 * self.buf.shape[0]  # points an update redoes at once (their answers are made, then put)
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Weigh the points by `weights` (None: 1 each) for the next run."""
@@ -520,7 +519,7 @@ class _Points:
         redo = ~(rest >= last.floor)
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
         if p.device.type != "cpu" or bool(redo.any()):
-            for idx in redo.nonzero().squeeze(1).split(self.block):
+            for idx in redo.nonzero().squeeze(1).split(self.buf.shape[0]):
                 last.put(idx, self.reassign(p[idx], columns, exact=True))
         return last
 
