@@ -258,6 +258,10 @@ def test_a_group_absorbing_never_predicted_classes_matches_the_reference(aggrega
             tree = run(x, aggregation, dtype)
             assert merges_of(tree) == expected
             assert_evidence_close(tree.evidence, evidence, RTOL[dtype])
+            # in place, the log values come from v instead of the logits
+            in_place = l2h(torch.as_tensor(x).to(dtype).clone(), aggregation, inplace=True)  # (it overwrites)
+            assert merges_of(in_place) == expected
+            assert_evidence_close(in_place.evidence, evidence, RTOL[dtype])
         checked += 1
     assert checked >= 6
 
