@@ -334,7 +334,7 @@ class _Points:
         # the relative precision a sum updated by subtraction must keep: near-ties below it may go either way
         self.precision = 2.0**-40 if self.dtype == torch.float64 else 2.0**-22
         self.low = 700.0 if self.dtype == torch.float64 else 80.0  # exp(-low) is still a normal number
-        self.min_sum = self.K * math.exp(-self.low) / info.eps  # below this, entries dropped from v may matter
+        self.min_sum = self.K * math.exp(-self.low) / self.eps  # below this, entries dropped from v may matter
         self.exp_low = float(torch.tensor(-self.low, dtype=self.dtype).exp())  # exp(-low) as exp gives it
         half = logits.dtype != self.dtype
         self.v = None if half else (logits if inplace else torch.empty_like(logits))
