@@ -22,7 +22,8 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   selected group's rows of v, in cache-sized chunks through one reused buffer. Entries too small for exp keep
   their log value (as a negative number), so the rows whose masked sum underflows are redone in the float64 log
   domain, and re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
-- A point is touched only when its own group is selected. When a group only absorbed a never-predicted class,
+- A point is touched only when its own group is selected, and not at its cluster's first selection: the one pass
+  leaves each point's answers with only its own cluster masked. When a group only absorbed a never-predicted class,
   its points' last answers (kept in the group's own order) are updated by that one column, and points whose
   argmax it was take the next one from their own row (one masked max; its value leaves the sum).
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
@@ -343,6 +344,10 @@ class _Points:
         # (only read with the exact values: v holds what else needs it)
         self.m2 = None if self.logits is None else torch.empty(N, dtype=self.dtype, device=device)
         self.doubt = torch.empty(N, dtype=torch.float64, device=device)
+        # each point's answers with its own cluster alone masked, for its cluster's first selection: the column of
+        # its second-largest logit (the shift: v = 1 there) and the masked sum without it (12 bytes a point)
+        self.first_r = torch.empty(N, dtype=torch.int32, device=device)
+        self.first_rest = torch.empty(N, dtype=torch.float64, device=device)
         # whether v has negative entries (then reads clamp them to 0)
         self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
@@ -352,6 +357,12 @@ class _Points:
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
         self.buf64 = None  # for float64 row sums, when first needed
+        if self.K > 2:  # (K = 2: nothing is left beside the second, u = 0)
+            # sums too small for v (saturated rows), all at once, as `reassign` would redo them one cluster at a time
+            idx = (self.first_rest < self.min_sum).nonzero().squeeze(1)
+            if idx.numel():
+                r, self.first_rest[idx], _ = self._log_domain(idx, None)
+                self.first_r[idx] = r.int()
 
     def restart(self, weights: torch.Tensor | None) -> None:
         """Weigh the points by `weights` (None: 1 each) for the next run."""
@@ -361,8 +372,8 @@ class _Points:
         self.weighted = weights is not None
 
     def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> bool:
-        """Argmax, doubt and second maximum of rows start..start+n; v of those rows, and whether it has negative
-        entries."""
+        """Argmax, doubt, second maximum and first answers of rows start..start+n; v of those rows, and whether it
+        has negative entries."""
         if self.v is None:  # half precision: a float32 copy of this chunk only
             x = logits[start : start + n].to(self.dtype)
         elif self.v is logits:  # in place
@@ -372,16 +383,19 @@ class _Points:
         top, a = _first_max(x)
         least = x.amin(1)
         x.scatter_(1, a[:, None], -math.inf)
-        m2 = x.amax(1)
+        m2, a2 = _first_max(x)
         x.sub_(m2[:, None])
         # the common case: every entry within exp's range of its row's shift, so v is exp of x, taken in place
         # (the own column's -inf gives 0); else clamped, as exp would go subnormal (and slow) for nothing
         in_range = bool((least - m2).min() >= -self.low)
-        e = x.exp_() if in_range else x.clamp(min=-self.low).exp_()
+        e = x.exp_() if in_range else x.clamp(min=-self.low).exp_().scatter_(1, a[:, None], 0.0)
+        rest = e.scatter_(1, a2[:, None], 0.0).sum(1).double()  # Σ_{c≠a, a2} exp(l_c - m2)
+        e.scatter_(1, a2[:, None], 1.0)
         # log of Σ_{c≠a} exp(l_c - l_a), and the doubt 1 - g = that / (1 + that), in float64 and the log domain
-        lead = (m2.double() - top.double()) + e.sum(1).double().log()
+        lead = (m2.double() - top.double()) + rest.log1p()
         self.doubt[start : start + n] = (lead - torch.log1p(lead.exp())).exp()
         self.assign[start : start + n] = a
+        self.first_r[start : start + n], self.first_rest[start : start + n] = a2, rest
         if self.m2 is not None:
             self.m2[start : start + n] = m2
         if self.v is not None and not in_range:
@@ -418,10 +432,22 @@ class _Points:
         return x.clamp_(-self.low, 0.0).exp_()
 
     # --------------------------------------------------------------------------------------------- reassign
+    def first_answers(self, p: torch.Tensor) -> _Answers:
+        """The masked-softmax answers of points `p` masking only their own cluster, from the first pass."""
+        ones = torch.ones(p.numel(), dtype=self.dtype, device=p.device)
+        return _Answers(self.first_r[p].long(), ones, self.first_rest[p])
+
+    def first_done(self) -> None:
+        """No cluster's first selection is left: the first answers are dropped (kept for repeated runs)."""
+        if not self.reusable:
+            self.first_r = self.first_rest = None
+
     def group_answers(self, p: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, _Answers]:
         """(points, answers) of the group of clusters `columns` holding points `p`: `reassign`, or in repeated runs
         the points and answers of an earlier run's group of the same clusters (the same points: weight-0 points
         stay in their groups there), which depend on nothing else. The answers must not be changed."""
+        if columns.numel() == 1:  # a cluster alone
+            return p, self.first_answers(p)
         if self.cache is None:
             return p, self.reassign(p, columns)
         key = frozenset(columns.tolist())
@@ -432,8 +458,8 @@ class _Points:
             self.cache[key] = p, self.reassign(p, columns)
         return self.cache[key]
 
-    def reassign(self, p: torch.Tensor, columns: torch.Tensor | None, exact: bool = False) -> _Answers:
-        """The masked-softmax answers of points `p`, masking `columns` (None: each point's own cluster).
+    def reassign(self, p: torch.Tensor, columns: torch.Tensor, exact: bool = False) -> _Answers:
+        """The masked-softmax answers of points `p`, masking `columns` (which hold the points' own clusters).
 
         `exact`: masked sums in float64, and their floor, for answers that `update` changes by subtraction.
         """
@@ -445,7 +471,7 @@ class _Points:
             out.floor = self._floor(out.rest, 2.0**-52)
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
         # (with one column left u = 0 exactly: then only where its v underflowed, top = 0 < exp_low)
-        one_left = self.K - (1 if columns is None else columns.numel()) == 1
+        one_left = self.K - columns.numel() == 1
         test, bound = (out.top, self.exp_low) if one_left else (out.rest, self.min_sum)
         if p.device.type != "cpu" or p.numel() and float(test.min()) < bound:
             idx = (test < bound).nonzero().squeeze(1)
@@ -458,20 +484,20 @@ class _Points:
                 out.floor[idx] = self._floor(u, self.eps)
         return out
 
-    def _keep(self, columns: torch.Tensor | None) -> torch.Tensor | None:
+    def _keep(self, columns: torch.Tensor) -> torch.Tensor | None:
         """1 outside `columns`, 0 in them: for many columns, masking is then one streaming multiply."""
-        if columns is None or 8 * columns.numel() <= self.K:
+        if 8 * columns.numel() <= self.K:
             return None
         return torch.ones(self.K, dtype=self.dtype, device=columns.device).index_fill_(0, columns, 0.0)
 
-    def _masked_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None) -> torch.Tensor:
+    def _masked_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         """Rows `p` of v (as _exp_rows gives them) with `columns` zeroed, in the reused buffer."""
         x = self._exp_rows(p, self.buf[: p.numel()])
         if keep is not None:
             return x.mul_(keep)
-        return x if columns is None else x.index_fill_(1, columns, 0.0)
+        return x.index_fill_(1, columns, 0.0)
 
-    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor | None, keep: torch.Tensor | None,
+    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None,
                        exact: bool) -> _Answers:
         x = self._masked_rows(p, columns, keep)
         top, r = _first_max(x)
@@ -644,6 +670,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         return 1.0 - d / n, -d / n
 
     heap = [(*key(c), c) for c in range(K) if stats[c][0] > 0]
+    alone = len(heap)  # clusters with points, still alone in their group
     heapq.heapify(heap)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
     group_points = _cluster_points(points)
@@ -686,6 +713,11 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         live[new] = True
         joined = group_points.pop(H)
         group_points[new] = torch.cat((group_points.pop(G), joined)) if joined.numel() else group_points.pop(G)
+        lone = (G < K) + (H < K and stats[H][0] > 0)
+        if lone:
+            alone -= lone
+            if not alone:  # no cluster with points is alone any more
+                points.first_done()
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
         heapq.heappush(heap, (*key(new), new))
     return merges, _evidence(evidence, K)
@@ -715,7 +747,8 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
     width = torch.ones(K, dtype=torch.float64, device=device)
     alive = torch.ones(K, dtype=torch.bool, device=device)  # slots that hold a group
     p = (w > 0).nonzero().squeeze(1)
-    first = points.reassign(p, None)  # every point, with only its own cluster masked
+    first = points.first_answers(p)  # every point, with only its own cluster masked
+    points.first_done()
     r, doubt = first.r, first.doubt
     mass = torch.zeros(2, K, K, dtype=torch.float64, device=device)
     mass[0].index_put_((points.assign[p], r), w[p], accumulate=True)
