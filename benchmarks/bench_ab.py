@@ -31,7 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from families import FAMILIES, LANGUAGE_ID_K  # noqa: E402
+from bench_engine import family_shape  # noqa: E402
+from families import FAMILIES  # noqa: E402
 
 import l2h_lightning  # noqa: E402
 
@@ -51,7 +52,7 @@ def package_at(commit: str, into: Path):
 
 
 def compare(family: str, n: int, k: int, base, repeats: int) -> dict:
-    logits = FAMILIES[family](n, LANGUAGE_ID_K if family == "language_id" else k, 0)
+    logits = FAMILIES[family](*family_shape(family, n, k), 0)
     runs = {"base": base.l2h, "head": l2h_lightning.l2h}
     times = {name: [] for name in runs}
     trees = {name: fn(logits) for name, fn in runs.items()}  # (warm-up)
