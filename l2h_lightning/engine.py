@@ -287,31 +287,15 @@ class _Answers:
     def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
         self.r, self.top, self.rest = r, top, rest
         self.floor = None  # (set by `_Points.reassign` or `update`)
-        self.doubt = rest / (rest + top)
+        self.doubt = torch.add(rest, top)
+        torch.div(rest, self.doubt, out=self.doubt)  # (in place: a large group's)
 
-    def _with(self, change) -> _Answers:
-        """A copy with every field passed through `change` (None stays None)."""
+    def clone(self) -> _Answers:
         out = _Answers.__new__(_Answers)
         for name in self.FIELDS:
             value = getattr(self, name)
-            setattr(out, name, None if value is None else change(name, value))
+            setattr(out, name, None if value is None else value.clone())
         return out
-
-    @staticmethod
-    def cat(parts: list[_Answers]) -> _Answers:
-        if len(parts) == 1:
-            return parts[0]
-        return parts[0]._with(lambda name, _: torch.cat([getattr(a, name) for a in parts]))
-
-    def take(self, order: torch.Tensor, inplace: bool = False) -> _Answers:
-        """The answers in `order`: a copy, or `inplace` this object, a field at a time (a large group's answers are
-        then never held twice)."""
-        if not inplace:
-            return self._with(lambda _, value: value[order])
-        for name in self.FIELDS:
-            if getattr(self, name) is not None:
-                setattr(self, name, getattr(self, name)[order])
-        return self
 
     def put(self, idx: torch.Tensor, new: _Answers) -> None:
         """Replace the answers at positions `idx` by `new` (answers of those points)."""
@@ -356,11 +340,11 @@ class _Points:
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
-        self.buf64 = None  # for float64 row sums, when first needed
+        self.buf64 = None  # for float64 row sums and the log domain, when first needed
+        self.rows64 = max(1, self.buf.numel() // (4 * self.K))  # float64 rows at a time: half of buf's bytes
         if self.K > 2:  # (K = 2: nothing is left beside the second, u = 0)
             # sums too small for v (saturated rows), all at once, as `reassign` would redo them one cluster at a time
-            idx = (self.first_rest < self.min_sum).nonzero().squeeze(1)
-            if idx.numel():
+            for idx in (self.first_rest < self.min_sum).nonzero().squeeze(1).split(self.rows64):
                 r, self.first_rest[idx], _ = self._log_domain(idx, None)
                 self.first_r[idx] = r.int()
 
@@ -415,12 +399,17 @@ class _Points:
         return out.scatter_(1, self.assign[p, None], 0.0)
 
     def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
-        """l - m2 for rows `p` in float64 (-inf at the point's own argmax); from v (as float32 left it) in place."""
+        """l - m2 for at most `rows64` rows `p` in float64 (-inf at the point's own argmax), in the float64 buffer;
+        from v (as float32 left it) in place."""
+        z = self._buf64(p.numel())
         if self.logits is None:
-            v = self.v.index_select(0, p).double()
-            z = torch.where(v > 0, v.log(), v.sub_(self.low), out=v)  # (v.log() is taken before v changes)
+            if self.v.dtype == torch.float64:
+                torch.index_select(self.v, 0, p, out=z)
+            else:
+                z.copy_(self.v.index_select(0, p))
+            torch.where(z > 0, z.log(), z.sub_(self.low), out=z)  # (z.log() is taken before z changes)
         else:
-            z = self.logits.index_select(0, p).double().sub_(self.m2[p, None])
+            z.copy_(self.logits.index_select(0, p)).sub_(self.m2[p, None])
         return z.scatter_(1, self.assign[p, None], -math.inf)
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
@@ -464,9 +453,14 @@ class _Points:
         `exact`: masked sums in float64, and their floor, for answers that `update` changes by subtraction.
         """
         keep = self._keep(columns)
-        step = self.buf.shape[0]
-        out = _Answers.cat([self._reassign_rows(p[s : s + step], columns, keep, exact)
-                            for s in range(0, max(1, p.numel()), step)])
+        n, step = p.numel(), self.buf.shape[0]
+        # written a chunk at a time into the answers (chunks' answers joined at the end would be held twice)
+        r, rest = torch.empty(n, dtype=torch.long, device=p.device), torch.empty(n, dtype=torch.float64, device=p.device)
+        top = torch.empty(n, dtype=self.dtype, device=p.device)
+        for s in range(0, n, step):
+            self._reassign_rows(p[s : s + step], columns, keep, exact, r[s : s + step], top[s : s + step],
+                                rest[s : s + step])
+        out = _Answers(r, top, rest)
         if exact:
             out.floor = self._floor(out.rest, 2.0**-52)
         # nothing left in v (all dropped), or a sum so small that dropped entries may matter
@@ -474,14 +468,14 @@ class _Points:
         one_left = self.K - columns.numel() == 1
         test, bound = (out.top, self.exp_low) if one_left else (out.rest, self.min_sum)
         if p.device.type != "cpu" or p.numel() and float(test.min()) < bound:
-            idx = (test < bound).nonzero().squeeze(1)
-            out.r[idx], u, shifted = self._log_domain(p[idx], columns)
-            out.doubt[idx] = u / (1 + u)
-            # re-shifted rows are now relative to their masked maximum; the others' sum may not be representable
-            # in their shift: NaN makes an update redo them
-            out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
-            if exact:  # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
-                out.floor[idx] = self._floor(u, self.eps)
+            for idx in (test < bound).nonzero().squeeze(1).split(self.rows64):
+                out.r[idx], u, shifted = self._log_domain(p[idx], columns)
+                out.doubt[idx] = u / (1 + u)
+                # re-shifted rows are now relative to their masked maximum; the others' sum may not be
+                # representable in their shift: NaN makes an update redo them
+                out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
+                if exact:  # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
+                    out.floor[idx] = self._floor(u, self.eps)
         return out
 
     def _keep(self, columns: torch.Tensor) -> torch.Tensor | None:
@@ -497,28 +491,33 @@ class _Points:
             return x.mul_(keep)
         return x.index_fill_(1, columns, 0.0)
 
-    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None,
-                       exact: bool) -> _Answers:
+    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None, exact: bool,
+                       r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+        """r, top and rest (outputs) of points `p`."""
         x = self._masked_rows(p, columns, keep)
-        top, r = _first_max(x)
-        x.scatter_(1, r[:, None], 0.0)
+        best, at = _first_max(x)
+        top.copy_(best)
+        r.copy_(at)
+        x.scatter_(1, at[:, None], 0.0)
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
-        return _Answers(r, top, self._sum64(x) if exact else x.sum(1).double())
+        rest.copy_(self._sum64(x) if exact else x.sum(1))
 
     def _sum64(self, x: torch.Tensor) -> torch.Tensor:
         """Row sums of `x` in float64, through a small reused float64 buffer (a float64 copy of a whole chunk
         would be new memory, and page faults, on every call)."""
         if x.dtype == torch.float64:
             return x.sum(1)
-        if self.buf64 is None:
-            self.buf64 = torch.empty(max(1, self.buf.numel() // (4 * self.K)), self.K, dtype=torch.float64,
-                                     device=x.device)
         out = torch.empty(x.shape[0], dtype=torch.float64, device=x.device)
-        step = self.buf64.shape[0]
-        for s in range(0, x.shape[0], step):
-            part = x[s : s + step]
-            torch.sum(self.buf64[: part.shape[0]].copy_(part), 1, out=out[s : s + step])
+        for s in range(0, x.shape[0], self.rows64):
+            part = x[s : s + self.rows64]
+            torch.sum(self._buf64(part.shape[0]).copy_(part), 1, out=out[s : s + self.rows64])
         return out
+
+    def _buf64(self, rows: int) -> torch.Tensor:
+        """The first `rows` (at most `rows64`) rows of a reused float64 buffer, made when first needed."""
+        if self.buf64 is None:
+            self.buf64 = torch.empty(self.rows64, self.K, dtype=torch.float64, device=self.buf.device)
+        return self.buf64[:rows]
 
     def _floor(self, rest: torch.Tensor, eps: float) -> torch.Tensor:
         """The floor below which `rest`, known to `eps` relative and then lowered by subtraction, is no longer known
@@ -550,15 +549,10 @@ class _Points:
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """(r, u, re-shifted) in float64 from the log values, a chunk of rows at a time (a float64 row is twice a
-        float32 one)."""
-        parts = [self._log_domain_rows(q, columns) for q in p.split(max(1, self.buf.numel() // (4 * self.K)))]
-        if not parts:
-            return p.clone(), torch.empty(0, dtype=torch.float64, device=p.device), p.bool()
-        return tuple(torch.cat(part) for part in zip(*parts))
+        """(r, u, re-shifted) of at most `rows64` rows `p`, in float64 from their log values (held in the float64
+        buffer, with one more float64 copy of them on the way).
 
-    def _log_domain_rows(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """Rows whose masked maximum lies below half of exp's range are re-shifted to it: a point's mask only grows,
+        Rows whose masked maximum lies below half of exp's range are re-shifted to it: a point's mask only grows,
         so that brings every column it may still move to back into exp's range for its next visits (masked ones
         may overflow: never read). Rows whose maximum is still near their shift keep it: their sum is small
         because the row is saturated, and another shift would not change that."""
@@ -646,12 +640,22 @@ def _cluster_stats(points: _Points, sums: _Sums) -> list[list[float]]:
     return sums(stats).T.tolist()
 
 
+def _sorted(p: torch.Tensor) -> torch.Tensor:
+    """Points `p` in increasing order, in place on CPU: their rows are then read in memory order. (A group's points
+    are a few sorted runs, its parts': a stable sort merges them in about linear time.)"""
+    if p.device.type == "cpu":
+        p.numpy().sort(kind="stable")
+        return p
+    return p.sort().values
+
+
 def _cluster_points(points: _Points) -> dict[int, torch.Tensor]:
     """Cluster -> its points, in index order (weight 0: absent, unless kept for reuse, where they add 0)."""
     order = torch.argsort(points.assign, stable=True)
     kept = (points.weights[order] > 0) | points.reusable
     counts = torch.bincount(points.assign[order][kept], minlength=points.K).tolist()
-    return dict(enumerate(order[kept].split(counts)))
+    # copies, not views: a view would keep all points' indices alive until the last cluster is merged
+    return {c: part.clone() for c, part in enumerate(order[kept].split(counts))}
 
 
 def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple[list, dict]:
@@ -690,7 +694,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             added, answers = pending.pop(G)
             answers = points.update(p, members[G], added, answers)
         else:
-            p, answers = points.group_answers(p, members[G])
+            p, answers = points.group_answers(_sorted(p), members[G])
             group_points[G] = p
         mass = _mass(points, sums, answers.r, answers.doubt, p, node_of, size)
         H, a_h, R, a_r, moved = _partners(mass, width, live, G)
@@ -700,11 +704,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
         # points of weight 0, kept for reuse, they are not the same points)
         if stats[H][0] == 0 and not group_points[H].numel():
-            if not updated:  # in memory order: the next steps read one column per row
-                order = p.argsort()
-                p = group_points[G] = p[order]
-                answers = answers.take(order, inplace=points.cache is None)  # (else: cached)
-            pending[new] = (H, answers)
+            pending[new] = (H, answers if updated or points.cache is None else answers.clone())  # (cached: kept)
         pending.pop(H, None)  # (a group that absorbed a never-predicted class, now somebody's partner)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
