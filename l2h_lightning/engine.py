@@ -19,9 +19,10 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
 - Scores are sums of per-cluster numbers, kept on the host in a heap; only per-cluster totals cross, once.
 - One pass stores ``v = exp(l - m2)`` (m2: the row's second-largest logit; the row's own argmax is always masked)
   in a new tensor or in place of the logits. A reassignment is then a masked max and a masked sum over the
-  selected group's rows of v, in cache-sized chunks through one reused buffer. Entries too small for exp keep
-  their log value (as a negative number), so the rows whose masked sum underflows are redone in the float64 log
-  domain, and re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
+  selected group's rows of v (sorted: read in memory order), in cache-sized chunks through one reused buffer.
+  Entries too small for exp keep their log value (as a negative number), so the rows whose masked sum underflows
+  are redone in the float64 log domain, and re-shifted where their masked maximum fell far below the shift, so
+  that their next visits are fast.
 - A point is touched only when its own group is selected, and not at its cluster's first selection: the one pass
   leaves each point's answers with only its own cluster masked. When a group only absorbed a never-predicted class,
   its points' last answers (kept in the group's own order) are updated by that one column, and points whose
