@@ -345,7 +345,9 @@ class _Points:
         self.rows64 = max(1, self.buf.numel() // (4 * self.K))  # float64 rows at a time: half of buf's bytes
         if self.K > 2:  # (K = 2: nothing is left beside the second, u = 0)
             # sums too small for v (saturated rows), all at once, as `reassign` would redo them one cluster at a time
-            for idx in (self.first_rest < self.min_sum).nonzero().squeeze(1).split(self.rows64):
+            small = (self.first_rest < self.min_sum).nonzero().squeeze(1)
+            for s in range(0, small.numel(), self.rows64):
+                idx = small[s : s + self.rows64]
                 r, self.first_rest[idx], _ = self._log_domain(idx, None)
                 self.first_r[idx] = r.int()
 
@@ -469,7 +471,9 @@ class _Points:
         one_left = self.K - columns.numel() == 1
         test, bound = (out.top, self.exp_low) if one_left else (out.rest, self.min_sum)
         if p.device.type != "cpu" or p.numel() and float(test.min()) < bound:
-            for idx in (test < bound).nonzero().squeeze(1).split(self.rows64):
+            small = (test < bound).nonzero().squeeze(1)
+            for s in range(0, small.numel(), self.rows64):
+                idx = small[s : s + self.rows64]
                 out.r[idx], u, shifted = self._log_domain(p[idx], columns)
                 out.doubt[idx] = u / (1 + u)
                 # re-shifted rows are now relative to their masked maximum; the others' sum may not be
