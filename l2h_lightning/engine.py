@@ -292,6 +292,7 @@ class _Answers:
         torch.div(rest, self.doubt, out=self.doubt)  # (in place: a large group's)
 
     def clone(self) -> _Answers:
+        """A copy that can be updated without changing these answers (kept for reuse)."""
         out = _Answers.__new__(_Answers)
         for name in self.FIELDS:
             value = getattr(self, name)
@@ -458,8 +459,9 @@ class _Points:
         keep = self._keep(columns)
         n, step = p.numel(), self.buf.shape[0]
         # written a chunk at a time into the answers (chunks' answers joined at the end would be held twice)
-        r, rest = torch.empty(n, dtype=torch.long, device=p.device), torch.empty(n, dtype=torch.float64, device=p.device)
+        r = torch.empty(n, dtype=torch.long, device=p.device)
         top = torch.empty(n, dtype=self.dtype, device=p.device)
+        rest = torch.empty(n, dtype=torch.float64, device=p.device)
         for s in range(0, n, step):
             self._reassign_rows(p[s : s + step], columns, keep, exact, r[s : s + step], top[s : s + step],
                                 rest[s : s + step])
