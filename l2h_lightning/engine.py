@@ -23,8 +23,9 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   Entries too small for exp keep their log value (as a negative number), so the rows whose masked sum underflows
   are redone in the float64 log domain, and re-shifted where their masked maximum fell far below the shift, so
   that their next visits are fast.
-- A point is touched only when its own group is selected, and not at its cluster's first selection: the one pass
-  leaves each point's answers with only its own cluster masked. When a group only absorbed a never-predicted class,
+- A point is touched only when its own group is selected, and not at its cluster's first selection (the one pass
+  leaves each point's answers with only its own cluster masked) nor at the last merge when one cluster is left
+  outside (every point goes there, with q = 1). When a group only absorbed a never-predicted class,
   its points' last answers (kept in the group's own order) are updated by that one column, and points whose
   argmax it was take the next one from their own row (one masked max; its value leaves the sum).
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
@@ -697,20 +698,25 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             G = heapq.heappop(heap)[2]
         p = group_points[G]
         updated = G in pending
-        if updated:
+        if width[G] == K - 1:  # the last merge, one cluster left outside G: every point goes there, with q = 1
+            (last,) = np.flatnonzero(live & (np.arange(size) != G))
+            mass, answers = torch.zeros(2, size, dtype=torch.float64), None
+            mass[0, last] = stats[G][0]  # (a sum over all processes already)
+        elif updated:
             added, answers = pending.pop(G)
             answers = points.update(p, members[G], added, answers)
         else:
             p, answers = points.group_answers(_sorted(p), members[G])
             group_points[G] = p
-        mass = _mass(points, sums, answers.r, answers.doubt, p, node_of, size)
+        if answers is not None:
+            mass = _mass(points, sums, answers.r, answers.doubt, p, node_of, size)
         H, a_h, R, a_r, moved = _partners(mass, width, live, G)
         merges.append((G, H))
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
         # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
-        # points of weight 0, kept for reuse, they are not the same points)
-        if stats[H][0] == 0 and not group_points[H].numel():
+        # points of weight 0, kept for reuse, they are not the same points), unless this was the last merge
+        if stats[H][0] == 0 and not group_points[H].numel() and answers is not None:
             pending[new] = (H, answers if updated or points.cache is None else answers.clone())  # (cached: kept)
         pending.pop(H, None)  # (a group that absorbed a never-predicted class, now somebody's partner)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
