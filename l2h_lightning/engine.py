@@ -24,10 +24,11 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   are redone in the float64 log domain, and re-shifted where their masked maximum fell far below the shift, so
   that their next visits are fast.
 - A point is touched only when its own group is selected, and not at its cluster's first selection (the one pass
-  leaves each point's answers with only its own cluster masked) nor at the last merge when one cluster is left
-  outside (every point goes there, with q = 1). When a group only absorbed a never-predicted class,
-  its points' last answers (kept in the group's own order) are updated by that one column, and points whose
-  argmax it was take the next one from their own row (one masked max; its value leaves the sum).
+  leaves each point's answers with only its own cluster masked; they are summed by the cluster they go to, once a
+  run) nor at the last merge when one cluster is left outside (every point goes there, with q = 1). When a group
+  only absorbed a never-predicted class, its points' last answers (kept in the group's own order) are updated by
+  that one column, and points whose argmax it was take the next one from their own row (one masked max; its value
+  leaves the sum).
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
 - One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
@@ -431,6 +432,17 @@ class _Points:
         ones = torch.ones(p.numel(), dtype=self.dtype, device=p.device)
         return _Answers(self.first_r[p].long(), ones, self.first_rest[p])
 
+    def first_sums(self) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+        """The first answers summed by (own cluster, cluster gone to), for the clusters' first selections, which then
+        read no point: (offsets, targets, (2, T) sums of w and w (1 - q)), cluster c's at offsets[c]:offsets[c + 1]."""
+        key, inverse = torch.unique(self.assign * self.K + self.first_r, return_inverse=True)  # (sorted)
+        u = self.first_rest
+        out = torch.zeros(2, key.numel(), dtype=torch.float64, device=key.device)
+        out[0].index_add_(0, inverse, self.weights)
+        out[1].index_add_(0, inverse, (u / (u + 1)).mul_(self.weights))
+        offsets = [0, *torch.bincount(key // self.K, minlength=self.K).cumsum(0).tolist()]
+        return offsets, key % self.K, out
+
     def first_done(self) -> None:
         """No cluster's first selection is left: the first answers are dropped (kept for repeated runs)."""
         if not self.reusable:
@@ -440,8 +452,6 @@ class _Points:
         """(points, answers) of the group of clusters `columns` holding points `p`: `reassign`, or in repeated runs
         the points and answers of an earlier run's group of the same clusters (the same points: weight-0 points
         stay in their groups there), which depend on nothing else. The answers must not be changed."""
-        if columns.numel() == 1:  # a cluster alone
-            return p, self.first_answers(p)
         if self.cache is None:
             return p, self.reassign(p, columns)
         key = frozenset(columns.tolist())
@@ -596,25 +606,29 @@ def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.gather(1, where[:, None]).squeeze(1), where
 
 
-def _mass(points: _Points, sums: _Sums, r: torch.Tensor, doubt: torch.Tensor, p: torch.Tensor, slot: torch.Tensor,
+def _mass(sums: _Sums, r: torch.Tensor, w: torch.Tensor | None, wd: torch.Tensor, slot: torch.Tensor,
           size: int) -> torch.Tensor:
-    """(2, size): per slot, the weight of the points landing there and their Σ w (1 - q); summed over processes."""
+    """(2, size): per slot, the weight landing there and its Σ w (1 - q), summed over processes, of points (or sums
+    of points) going to clusters `r` with weights `w` (None: 1 each) and `wd` = w (1 - q)."""
     if r.device.type == "cpu":  # in NumPy: this runs once a merge, and each torch call costs several NumPy ones
-        at, d = slot.numpy()[r.numpy()], doubt.numpy()
-        w = points.weights.numpy()[p.numpy()] if points.weighted else None
+        at = slot.numpy()[r.numpy()]
         mass = np.empty((2, size))  # (float64: bincount gives int64 for no points, even with weights)
-        mass[0], mass[1] = np.bincount(at, w, size), np.bincount(at, d if w is None else d * w, size)
+        mass[0], mass[1] = np.bincount(at, None if w is None else w.numpy(), size), np.bincount(at, wd.numpy(), size)
         return sums(torch.from_numpy(mass))
     at = slot.index_select(0, r)
     mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
-    if points.weighted:
-        w = points.weights[p]
-        mass[0].index_add_(0, at, w)
-        mass[1].index_add_(0, at, doubt * w)
-    else:
-        mass[0].index_add_(0, at, points.weights[: at.numel()])  # (all ones)
-        mass[1].index_add_(0, at, doubt)
+    mass[0].index_add_(0, at, torch.ones_like(wd) if w is None else w)
+    mass[1].index_add_(0, at, wd)
     return sums(mass)
+
+
+def _point_mass(points: _Points, sums: _Sums, answers: _Answers, p: torch.Tensor, slot: torch.Tensor,
+                size: int) -> torch.Tensor:
+    """`_mass` of points `p` with their `answers`."""
+    if not points.weighted:
+        return _mass(sums, answers.r, None, answers.doubt, slot, size)
+    w = points.weights[p]
+    return _mass(sums, answers.r, w, answers.doubt * w, slot, size)
 
 
 def _partners(mass: torch.Tensor, width: np.ndarray, live: np.ndarray, G: int) -> tuple[int, float, int, float, float]:
@@ -691,6 +705,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
     live = np.zeros(size, dtype=bool)
     live[:K] = True
     pending: dict[int, tuple] = {}  # node that just absorbed a never-predicted class -> (that class, last answers)
+    offsets, targets, first = points.first_sums()
     merges, evidence = [], []
     for new in range(K, size):
         G = heapq.heappop(heap)[2]
@@ -702,6 +717,9 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             (last,) = np.flatnonzero(live & (np.arange(size) != G))
             mass, answers = torch.zeros(2, size, dtype=torch.float64), None
             mass[0, last] = stats[G][0]  # (a sum over all processes already)
+        elif G < K:  # a cluster alone, at its first selection
+            at = slice(offsets[G], offsets[G + 1])
+            mass, answers = _mass(sums, targets[at], first[0, at], first[1, at], node_of, size), None
         elif updated:
             added, answers = pending.pop(G)
             answers = points.update(p, members[G], added, answers)
@@ -709,15 +727,19 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             p, answers = points.group_answers(_sorted(p), members[G])
             group_points[G] = p
         if answers is not None:
-            mass = _mass(points, sums, answers.r, answers.doubt, p, node_of, size)
+            mass = _point_mass(points, sums, answers, p, node_of, size)
         H, a_h, R, a_r, moved = _partners(mass, width, live, G)
         merges.append((G, H))
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
         # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
         # points of weight 0, kept for reuse, they are not the same points), unless this was the last merge
-        if stats[H][0] == 0 and not group_points[H].numel() and answers is not None:
-            pending[new] = (H, answers if updated or points.cache is None else answers.clone())  # (cached: kept)
+        if stats[H][0] == 0 and not group_points[H].numel() and new < size - 1:
+            if G < K:  # (its points' first answers, in its own order)
+                answers = points.first_answers(p)
+            elif not updated and points.cache is not None:  # (cached answers are kept as they are)
+                answers = answers.clone()
+            pending[new] = (H, answers)
         pending.pop(H, None)  # (a group that absorbed a never-predicted class, now somebody's partner)
         members[new] = torch.cat((members.pop(G), members.pop(H)))
         node_of.index_fill_(0, members[new], new)
@@ -803,6 +825,6 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         group_points[new] = torch.cat((group_points.pop(G), group_points.pop(H)))
         q = group_points[new]
         answers = points.reassign(q, members[new])
-        mass[:, i] = _mass(points, sums, answers.r, answers.doubt, q, slot_of, K)
+        mass[:, i] = _point_mass(points, sums, answers, q, slot_of, K)
         mass[:, j] = 0.0
     return merges, _evidence(evidence, K)
