@@ -76,8 +76,8 @@ def l2h(
         inplace: let the engine overwrite `logits` with what it needs (float32/float64 only), so that its
             memory beyond the logits stays small. Do not use the logits afterwards.
         process_group: a ``torch.distributed`` group: every process passes its own rows (possibly none) and
-            every process returns the same tree, the tree of all rows together. Per merge: one all-reduce of
-            2 x (2K - 1) numbers.
+            every process returns the same tree, the tree of all rows together. Per merge: at most one all-reduce
+            of 2 x (2K - 1) numbers.
 
     Returns:
         A binary `Hierarchy`; ``merges[i]`` = (selected group's node, partner's node) of step i, heights 1..K-1,
