@@ -774,24 +774,20 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
     merge, so only the new group's row is computed afresh and the partner's column is added into G's.
     """
     K, device = points.K, points.assign.device
-    w = points.weights
     stats = _cluster_stats(points, sums)
     has_points = torch.tensor([n > 0 for n, _ in stats], device=device)
     slot_of = torch.arange(K, device=device)  # cluster -> slot of its live group
     node_at = list(range(K))  # slot -> node id
     width = torch.ones(K, dtype=torch.float64, device=device)
     alive = torch.ones(K, dtype=torch.bool, device=device)  # slots that hold a group
-    p = (w > 0).nonzero().squeeze(1)
-    first = points.first_answers(p)  # every point, with only its own cluster masked
+    offsets, targets, first = points.first_sums()  # every point, with only its own cluster masked
     points.first_done()
-    r, doubt = first.r, first.doubt
+    own = torch.repeat_interleave(torch.arange(K, device=device), torch.tensor(np.diff(offsets), device=device))
     mass = torch.zeros(2, K, K, dtype=torch.float64, device=device)
-    mass[0].index_put_((points.assign[p], r), w[p], accumulate=True)
-    mass[1].index_put_((points.assign[p], r), w[p] * doubt, accumulate=True)
+    mass[:, own, targets] = first
     sums(mass)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
-    group_points = dict(enumerate(torch.split(p[torch.argsort(points.assign[p], stable=True)],
-                                              torch.bincount(points.assign[p], minlength=K).tolist())))
+    group_points = _cluster_points(points)
     weight = [n for n, _ in stats]
     merges, evidence = [], []
     for new in range(K, 2 * K - 1):
