@@ -28,7 +28,9 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   run) nor at the last merge when one cluster is left outside (every point goes there, with q = 1). When a group
   only absorbed a never-predicted class, its points' last answers (kept in the group's own order) are updated by
   that one column, and points whose argmax it was take the next one from their own row (one masked max; its value
-  leaves the sum).
+  leaves the sum). Once one group holds every point, its columns are dropped from v's rows (in place), and the
+  space they leave holds the free columns contiguously: the column an absorbed class subtracts is then one
+  contiguous read.
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
 - One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
@@ -344,6 +346,9 @@ class _Points:
         self.cache: dict[frozenset, tuple[torch.Tensor, _Answers]] | None = {} if reusable else None
         self.cache_room = logits.numel() * logits.element_size() // (2 * 36)
         self.buf = torch.empty(_chunk_rows(logits), self.K, dtype=self.dtype, device=device)
+        # the columns v's rows still hold (all, until `narrow` drops those no point can move to any more), and
+        # then the same values column by column
+        self.width, self.stored, self.position, self.by_column = self.K, None, None, None
         self.buf64 = None  # for float64 row sums and the log domain, when first needed
         self.rows64 = max(1, self.buf.numel() // (4 * self.K))  # float64 rows at a time: half of buf's bytes
         if self.K > 2:  # (K = 2: nothing is left beside the second, u = 0)
@@ -401,7 +406,7 @@ class _Points:
             x = torch.index_select(self.v, 0, p, out=out)
             return x.clamp_(min=0.0) if self.signed else x
         # clamped above too: masked columns may lie above a re-shifted row's maximum (they are zeroed anyway)
-        out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()
+        out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()  # (never narrowed)
         return out.scatter_(1, self.assign[p, None], 0.0)
 
     def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
@@ -415,16 +420,63 @@ class _Points:
                 z.copy_(self.v.index_select(0, p))
             torch.where(z > 0, z.log(), z.sub_(self.low), out=z)  # (z.log() is taken before z changes)
         else:
-            z.copy_(self.logits.index_select(0, p)).sub_(self.m2[p, None])
-        return z.scatter_(1, self.assign[p, None], -math.inf)
+            rows = self.logits.index_select(0, p)
+            z.copy_(rows if self.stored is None else rows.index_select(1, self.stored)).sub_(self.m2[p, None])
+        # (narrowed rows no longer hold the own argmax)
+        return z.scatter_(1, self.assign[p, None], -math.inf) if self.stored is None else z
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
         """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
+        if self.by_column is not None:
+            x = self.by_column[self._stored(c)].index_select(0, p)
+            return x.clamp_(min=0.0) if self.signed else x
         if self.v is not None:
             x = self.v[:, c].index_select(0, p)  # (a strided column: far faster than a 2-D index)
             return x.clamp_(min=0.0) if self.signed else x
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
+
+    def _stored(self, columns: torch.Tensor | int) -> torch.Tensor | int:
+        """Where `columns` are in v's rows (narrowed: those of them still held)."""
+        if self.stored is None:
+            return columns
+        if isinstance(columns, int):
+            return int(self.position[columns])
+        at = self.position[columns]
+        return at[at >= 0]
+
+    def _column(self, at: torch.Tensor) -> torch.Tensor:
+        """The columns at positions `at` of v's rows."""
+        return at if self.stored is None else self.stored[at]
+
+    def narrow(self, columns: torch.Tensor) -> None:
+        """Drop `columns` from v's rows, in place, once every point masks them for good (one group holds every
+        point): a row read then reads only the columns a point may still move to, and the space they leave holds
+        the same values column by column, so that reading one column reads contiguous memory. Done when that
+        halves the rows, so all of them together cost about two passes over v.
+
+        Not for repeated runs (they start again from the first mask) nor without v (half precision).
+        """
+        free = self.K - columns.numel()
+        if self.v is None or self.reusable or not self.v.is_contiguous() or 2 * free > self.width:
+            return
+        keep = torch.ones(self.width, dtype=torch.bool, device=self.v.device)
+        keep[self._stored(columns)] = False
+        at = keep.nonzero().squeeze(1)
+        N, W = self.v.shape[0], at.numel()
+        flat, step = self.v.view(-1), self.buf.shape[0]
+        for s in range(0, N, step):  # (row s's new place ends before row s + 1's old one starts: read first)
+            n = min(step, N - s)
+            rows = torch.index_select(self.v[s : s + n], 1, at, out=self.buf.view(-1)[: n * W].view(n, W))
+            flat[s * W : (s + n) * W].view(n, W).copy_(rows)
+        self.v = flat[: N * W].view(N, W)
+        self.by_column = flat[N * W : 2 * N * W].view(W, N)
+        for s in range(0, N, step):  # (in rows, once they are in place: a column at a time would read v W times)
+            self.by_column[:, s : s + step].copy_(self.v[s : s + step].T)
+        self.stored = self._column(at)
+        self.position = torch.full((self.K,), -1, dtype=torch.long, device=self.v.device)
+        self.position[self.stored] = torch.arange(W, device=self.v.device)
+        self.width = W
 
     # --------------------------------------------------------------------------------------------- reassign
     def first_answers(self, p: torch.Tensor) -> _Answers:
@@ -500,14 +552,14 @@ class _Points:
         """1 outside `columns`, 0 in them: for many columns, masking is then one streaming multiply."""
         if 8 * columns.numel() <= self.K:
             return None
-        return torch.ones(self.K, dtype=self.dtype, device=columns.device).index_fill_(0, columns, 0.0)
+        return torch.ones(self.width, dtype=self.dtype, device=columns.device).index_fill_(0, self._stored(columns), 0.0)
 
     def _masked_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
         """Rows `p` of v (as _exp_rows gives them) with `columns` zeroed, in the reused buffer."""
-        x = self._exp_rows(p, self.buf[: p.numel()])
+        x = self._exp_rows(p, self.buf.view(-1)[: p.numel() * self.width].view(-1, self.width))
         if keep is not None:
             return x.mul_(keep)
-        return x.index_fill_(1, columns, 0.0)
+        return x.index_fill_(1, self._stored(columns), 0.0)
 
     def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None, exact: bool,
                        r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
@@ -515,7 +567,7 @@ class _Points:
         x = self._masked_rows(p, columns, keep)
         best, at = _first_max(x)
         top.copy_(best)
-        r.copy_(at)
+        r.copy_(self._column(at))
         x.scatter_(1, at[:, None], 0.0)
         # in float64 where sums will be updated by subtraction: then they may shrink a lot before losing bits
         rest.copy_(self._sum64(x) if exact else x.sum(1))
@@ -535,7 +587,7 @@ class _Points:
         """The first `rows` (at most `rows64`) rows of a reused float64 buffer, made when first needed."""
         if self.buf64 is None:
             self.buf64 = torch.empty(self.rows64, self.K, dtype=torch.float64, device=self.buf.device)
-        return self.buf64[:rows]
+        return self.buf64.view(-1)[: rows * self.width].view(rows, self.width)
 
     def _floor(self, rest: torch.Tensor, eps: float) -> torch.Tensor:
         """The floor below which `rest`, known to `eps` relative and then lowered by subtraction, is no longer known
@@ -557,7 +609,8 @@ class _Points:
         keep = self._keep(columns)
         # a chunk at a time, here and for the redone ones below: they may be most of a large group
         for m in moved.split(self.buf.shape[0]):
-            top[m], r[m] = _first_max(self._masked_rows(p[m], columns, keep))  # (nothing left: 0, and redone)
+            top[m], at = _first_max(self._masked_rows(p[m], columns, keep))  # (nothing left: 0, and redone)
+            r[m] = self._column(at)
             rest[m] -= top[m]
         redo = ~(rest >= last.floor)
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
@@ -576,8 +629,8 @@ class _Points:
         because the row is saturated, and another shift would not change that."""
         z = self._log_rows(p)
         if columns is not None:
-            z.index_fill_(1, columns, -math.inf)
-        top, r = _first_max(z)
+            z.index_fill_(1, self._stored(columns), -math.inf)
+        top, at = _first_max(z)
         z.sub_(top[:, None])
         # reusable: another run starts from the first mask again, so v and m2 stay as the first pass left them
         shift = (top < -self.low / 2) & (not self.reusable)
@@ -586,12 +639,14 @@ class _Points:
             w = z[idx].to(self.dtype)
             if self.v is not None:
                 self.v.index_copy_(0, p[idx], _encode(w, w.clamp(min=-self.low).exp_(), self.low))
+                if self.by_column is not None:
+                    self.by_column.index_copy_(1, p[idx], self.v[p[idx]].T)
                 self.signed = True
             if self.m2 is not None:
                 self.m2.index_add_(0, p[idx], top[idx].to(self.dtype))
         # clamped at float64's smallest normal, e^-708 (exp is ~5x slower below it); clamped entries then give 0
         e = z.clamp_(min=-708.0).exp_().sub_(_EXP_708)
-        return r, e.scatter_(1, r[:, None], 0.0).sum(1), shift
+        return self._column(at), e.scatter_(1, at[:, None], 0.0).sum(1), shift
 
 
 def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -696,7 +751,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         return 1.0 - d / n, -d / n
 
     heap = [(*key(c), c) for c in range(K) if stats[c][0] > 0]
-    alone = len(heap)  # clusters with points, still alone in their group
+    alone = with_points = len(heap)  # clusters with points (still alone in their group)
     heapq.heapify(heap)
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
     group_points = _cluster_points(points)
@@ -723,6 +778,8 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         elif updated:
             added, answers = pending.pop(G)
             answers = points.update(p, members[G], added, answers)
+            if stats[G][2] == with_points:  # G holds every point: none can move to G's clusters again
+                points.narrow(members[G])
         else:
             p, answers = points.group_answers(_sorted(p), members[G])
             group_points[G] = p
