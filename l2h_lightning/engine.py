@@ -519,14 +519,14 @@ class _Points:
 
         `exact`: masked sums in float64, and their floor, for answers that `update` changes by subtraction.
         """
-        keep = self._keep(columns)
+        mask = self._mask(columns)
         n, step = p.numel(), self.buf.shape[0]
         # written a chunk at a time into the answers (chunks' answers joined at the end would be held twice)
         r = torch.empty(n, dtype=torch.long, device=p.device)
         top = torch.empty(n, dtype=self.dtype, device=p.device)
         rest = torch.empty(n, dtype=torch.float64, device=p.device)
         for s in range(0, n, step):
-            self._reassign_rows(p[s : s + step], columns, keep, exact, r[s : s + step], top[s : s + step],
+            self._reassign_rows(p[s : s + step], mask, exact, r[s : s + step], top[s : s + step],
                                 rest[s : s + step])
         out = _Answers(r, top, rest)
         if exact:
@@ -548,23 +548,23 @@ class _Points:
                     out.floor[idx] = self._floor(u, self.eps)
         return out
 
-    def _keep(self, columns: torch.Tensor) -> torch.Tensor | None:
-        """1 outside `columns`, 0 in them: for many columns, masking is then one streaming multiply."""
-        if 8 * columns.numel() <= self.K:
-            return None
-        return torch.ones(self.width, dtype=self.dtype, device=columns.device).index_fill_(0, self._stored(columns), 0.0)
+    def _mask(self, columns: torch.Tensor) -> torch.Tensor:
+        """How `columns` are zeroed in v's rows: their positions (few), or a vector 1 outside them and 0 in them,
+        to multiply by (one streaming pass; filling a column costs about 30 entries of it)."""
+        at = self._stored(columns)
+        if 32 * at.numel() <= self.width:
+            return at
+        return torch.ones(self.width, dtype=self.dtype, device=columns.device).index_fill_(0, at, 0.0)
 
-    def _masked_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
-        """Rows `p` of v (as _exp_rows gives them) with `columns` zeroed, in the reused buffer."""
+    def _masked_rows(self, p: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Rows `p` of v (as _exp_rows gives them), masked by `mask` (see `_mask`), in the reused buffer."""
         x = self._exp_rows(p, self.buf.view(-1)[: p.numel() * self.width].view(-1, self.width))
-        if keep is not None:
-            return x.mul_(keep)
-        return x.index_fill_(1, self._stored(columns), 0.0)
+        return x.mul_(mask) if mask.is_floating_point() else x.index_fill_(1, mask, 0.0)
 
-    def _reassign_rows(self, p: torch.Tensor, columns: torch.Tensor, keep: torch.Tensor | None, exact: bool,
-                       r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
+    def _reassign_rows(self, p: torch.Tensor, mask: torch.Tensor, exact: bool, r: torch.Tensor, top: torch.Tensor,
+                       rest: torch.Tensor) -> None:
         """r, top and rest (outputs) of points `p`."""
-        x = self._masked_rows(p, columns, keep)
+        x = self._masked_rows(p, mask)
         best, at = _first_max(x)
         top.copy_(best)
         r.copy_(self._column(at))
@@ -606,10 +606,10 @@ class _Points:
         r, top, rest = last.r, last.top, last.rest
         moved = (r == added).nonzero().squeeze(1)
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
-        keep = self._keep(columns)
+        mask = self._mask(columns)
         # a chunk at a time, here and for the redone ones below: they may be most of a large group
         for m in moved.split(self.buf.shape[0]):
-            top[m], at = _first_max(self._masked_rows(p[m], columns, keep))  # (nothing left: 0, and redone)
+            top[m], at = _first_max(self._masked_rows(p[m], mask))  # (nothing left: 0, and redone)
             r[m] = self._column(at)
             rest[m] -= top[m]
         redo = ~(rest >= last.floor)
