@@ -246,7 +246,8 @@ def test_zero_weight_rows_are_absent(aggregation):
 @pytest.mark.parametrize("aggregation", AGGREGATIONS[:3])  # ("all_pairs" never updates answers)
 def test_a_group_absorbing_never_predicted_classes_matches_the_reference(aggregation):
     # the answers of such a group are updated column by column; the sums they keep must stay as precise as
-    # the dtype's decisions (float64: to ~1e-12) although subtraction lowers them by orders of magnitude
+    # the dtype's decisions (float64: to ~1e-12) although subtraction lowers them by orders of magnitude.
+    # Once the group holds every point, v's rows are narrowed to the free columns (and held column by column too)
     rng = np.random.default_rng(AGGREGATIONS.index(aggregation) + 900)
     checked = 0
     for _ in range(8):
