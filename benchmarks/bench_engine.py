@@ -208,8 +208,11 @@ def child(args: list[str], timeout: float | None = None, exact_memory: bool = Fa
 
 
 def busy_core() -> subprocess.Popen:
-    """One process that keeps one core busy (a pure-Python spin loop, no affinity) until it is killed."""
-    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    """One process that keeps one core busy (a pure-Python spin loop, no affinity) until it is killed, or until this
+    process ends (it checks every few milliseconds whether its parent changed: a benchmark killed from outside
+    must not leave it spinning under the next one)."""
+    spin = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    for _ in range(100_000): pass"
+    proc = subprocess.Popen([sys.executable, "-c", spin])
     time.sleep(0.5)  # let it start spinning
     return proc
 
