@@ -406,7 +406,7 @@ class _Points:
             x = torch.index_select(self.v, 0, p, out=out)
             return x.clamp_(min=0.0) if self.signed else x
         # clamped above too: masked columns may lie above a re-shifted row's maximum (they are zeroed anyway)
-        out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()  # (never narrowed)
+        out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()
         return out.scatter_(1, self.assign[p, None], 0.0)
 
     def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
