@@ -500,18 +500,19 @@ class _Points:
         if not self.reusable:
             self.first_r = self.first_rest = None
 
-    def group_answers(self, p: torch.Tensor, columns: torch.Tensor) -> tuple[torch.Tensor, _Answers]:
-        """(points, answers) of the group of clusters `columns` holding points `p`: `reassign`, or in repeated runs
-        the points and answers of an earlier run's group of the same clusters (the same points: weight-0 points
-        stay in their groups there), which depend on nothing else. The answers must not be changed."""
+    def group_answers(self, p: torch.Tensor, columns: torch.Tensor, exact: bool = False,
+                      ) -> tuple[torch.Tensor, _Answers]:
+        """(points, answers) of the group of clusters `columns` holding points `p`: `reassign` (`exact`: as there),
+        or in repeated runs the points and answers of an earlier run's group of the same clusters (the same points:
+        weight-0 points stay in their groups there), which depend on nothing else. The answers must not be changed."""
         if self.cache is None:
-            return p, self.reassign(p, columns)
+            return p, self.reassign(p, columns, exact)
         key = frozenset(columns.tolist())
         if key not in self.cache:
             if self.cache_room < p.numel():
-                return p, self.reassign(p, columns)
+                return p, self.reassign(p, columns, exact)
             self.cache_room -= p.numel()
-            self.cache[key] = p, self.reassign(p, columns)
+            self.cache[key] = p, self.reassign(p, columns, exact)
         return self.cache[key]
 
     def reassign(self, p: torch.Tensor, columns: torch.Tensor, exact: bool = False) -> _Answers:
@@ -781,7 +782,9 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             if stats[G][2] == with_points:  # G holds every point: none can move to G's clusters again
                 points.narrow(members[G])
         else:
-            p, answers = points.group_answers(_sorted(p), members[G])
+            # a group holding every point can only absorb classes without points from now on: its answers will be
+            # updated, so their sums are made in float64 (a float32 one is redone once it halves)
+            p, answers = points.group_answers(_sorted(p), members[G], exact=stats[G][2] == with_points)
             group_points[G] = p
         if answers is not None:
             mass = _point_mass(points, sums, answers, p, node_of, size)
