@@ -427,11 +427,9 @@ class _Points:
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
         """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
-        if self.by_column is not None:
-            x = self.by_column[self._stored(c)].index_select(0, p)
-            return x.clamp_(min=0.0) if self.signed else x
-        if self.v is not None:
-            x = self.v[:, c].index_select(0, p)  # (a strided column: far faster than a 2-D index)
+        if self.v is not None:  # (narrowed: a contiguous column; else a strided one, far faster than a 2-D index)
+            column = self.v[:, c] if self.by_column is None else self.by_column[self._stored(c)]
+            x = column.index_select(0, p)
             return x.clamp_(min=0.0) if self.signed else x
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
@@ -769,6 +767,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             G = heapq.heappop(heap)[2]
         p = group_points[G]
         updated = G in pending
+        holds_all = stats[G][2] == with_points  # (then no point can move to G's clusters again)
         if width[G] == K - 1:  # the last merge, one cluster left outside G: every point goes there, with q = 1
             (last,) = np.flatnonzero(live & (np.arange(size) != G))
             mass, answers = torch.zeros(2, size, dtype=torch.float64), None
@@ -779,12 +778,12 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         elif updated:
             added, answers = pending.pop(G)
             answers = points.update(p, members[G], added, answers)
-            if stats[G][2] == with_points:  # G holds every point: none can move to G's clusters again
+            if holds_all:
                 points.narrow(members[G])
         else:
             # a group holding every point can only absorb classes without points from now on: its answers will be
             # updated, so their sums are made in float64 (a float32 one is redone once it halves)
-            p, answers = points.group_answers(_sorted(p), members[G], exact=stats[G][2] == with_points)
+            p, answers = points.group_answers(_sorted(p), members[G], exact=holds_all)
             group_points[G] = p
         if answers is not None:
             mass = _point_mass(points, sums, answers, p, node_of, size)
