@@ -420,7 +420,9 @@ class _Points:
                 torch.index_select(self.v, 0, p, out=z)
             else:
                 z.copy_(self.v.index_select(0, p))
-            torch.where(z > 0, z.log(), z.sub_(self.low), out=z)  # (z.log() is taken before z changes)
+            # (log of 0 or of a negative number is ~15x slower than of a normal one: clamped first, and taken
+            # before z changes)
+            torch.where(z > 0, z.clamp(min=self.exp_low).log_(), z.sub_(self.low), out=z)
         else:
             rows = self.logits.index_select(0, p)
             z.copy_(rows if self.stored is None else rows.index_select(1, self.stored)).sub_(self.m2[p, None])
