@@ -78,7 +78,8 @@ def l2h(
         weights: optional (N,) non-negative point weights: counts become sums of weights, means weighted means.
             Integer weights equal repeating rows; weight 0 removes a point.
         inplace: let the engine overwrite `logits` with what it needs (float32/float64 only), so that its
-            memory beyond the logits stays small. Do not use the logits afterwards.
+            memory beyond the logits stays small. Do not use the logits afterwards (nor after an error about
+            their entries: they are checked while they are read, once).
         process_group: a ``torch.distributed`` group: every process passes its own rows (possibly none) and
             every process returns the same tree, the tree of all rows together. Per merge: at most one all-reduce
             of 2 x (2K - 1) numbers.
@@ -101,10 +102,8 @@ def l2h(
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
     with _one_cpu_thread() as threads:
-        logits, weights = sums.agree(*_checked(logits, weights, inplace, sums.distributed, threads))
-        if logits.shape[1] == 1:
-            return Hierarchy(1, [])
-        return _run(_Points(logits, inplace, threads=threads), aggregation, sums, weights)
+        _, points, weights = _prepared(logits, weights, inplace, False, sums, threads)
+        return Hierarchy(1, []) if points is None else _run(points, aggregation, sums, weights)
 
 
 def l2h_replicates(
@@ -128,8 +127,7 @@ def l2h_replicates(
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
     with _one_cpu_thread() as threads:
-        logits, _ = sums.agree(*_checked(logits, None, False, sums.distributed, threads))
-        points = _Points(logits, inplace=False, reusable=True, threads=threads) if logits.shape[1] > 1 else None
+        logits, points, _ = _prepared(logits, None, False, True, sums, threads)
     for w in weights:
         with _one_cpu_thread():
             _, w = sums.agree(logits, *_checked_weights(w, logits, sums.distributed))
@@ -144,9 +142,30 @@ def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor |
     return Hierarchy.from_merges(merges, points.K, evidence=evidence)
 
 
-def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
+def _prepared(logits, weights, inplace: bool, reusable: bool, sums: _Sums, threads: int,
+              ) -> tuple[torch.Tensor, _Points | None, torch.Tensor | None]:
+    """(logits, their first pass or None for K = 1, weights), checked; an error is raised on every process.
+
+    The entries are checked by the first pass itself (NaN and infinities show in its row maxima and minima), so
+    the logits are read once: with `inplace`, logits found bad have already been overwritten.
+    """
+    logits, weights, error = _checked(logits, weights, inplace, sums.distributed)
+    points = None
+    if not error:
+        if logits.shape[1] > 1:
+            points = _Points(logits, inplace, reusable=reusable, threads=threads)
+            bad = points.bad_rows
+        else:
+            bad = int((~logits.isfinite()).sum())
+        if bad:
+            error = f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
+    logits, weights = sums.agree(logits, weights, error)
+    return logits, points, weights
+
+
+def _checked(logits, weights, inplace: bool, distributed: bool,
              ) -> tuple[torch.Tensor | None, torch.Tensor | None, str]:
-    """The validated inputs, or (None, None, why not): under a process group every process must hear the error."""
+    """The validated inputs (but for their entries: see `_prepared`), or (None, None, why not)."""
     logits = torch.as_tensor(logits).detach()
     if logits.ndim != 2:
         return None, None, f"logits must be 2-D (N points, K clusters), got shape {tuple(logits.shape)}"
@@ -158,15 +177,6 @@ def _checked(logits, weights, inplace: bool, distributed: bool, threads: int,
         return None, None, "logits has no rows (N = 0): there are no points to build a hierarchy from"
     if not isinstance(inplace, bool):
         return None, None, f"inplace must be True or False, got {inplace!r}"
-
-    def bad_rows(start: int, n: int) -> int:  # min and max are finite iff every entry is
-        chunk = logits[start : start + n]
-        low, high = chunk.amin(1), chunk.amax(1)  # (torch.aminmax is ten times slower on CPU)
-        return int((~(low.isfinite() & high.isfinite())).sum())
-
-    bad = sum(_over_chunks(bad_rows, logits, threads))
-    if bad:
-        return None, None, f"logits has NaN or infinite entries in {bad} of its {logits.shape[0]} rows"
     weights, error = _checked_weights(weights, logits, distributed)
     return (None, None, error) if error else (logits, weights, "")
 
@@ -340,8 +350,9 @@ class _Points:
         # its second-largest logit (the shift: v = 1 there) and the masked sum without it (12 bytes a point)
         self.first_r = torch.empty(N, dtype=torch.int32, device=device)
         self.first_rest = torch.empty(N, dtype=torch.float64, device=device)
-        # whether v has negative entries (then reads clamp them to 0)
-        self.signed = any(_over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads))
+        chunks = _over_chunks(lambda start, n: self._first_pass(logits, start, n), logits, threads)
+        self.signed = any(signed for signed, _ in chunks)  # whether v has negative entries (reads clamp them to 0)
+        self.bad_rows = sum(bad for _, bad in chunks)  # rows with NaN or infinite entries (then nothing else is done)
         self.reusable = reusable  # for several runs: rows are never re-shifted (see _log_domain)
         # and a group's answers are kept for the next run that forms the same group, within half the
         # logits' size (36 bytes a point: its index, argmax, v there, masked sum and doubt)
@@ -353,7 +364,7 @@ class _Points:
         self.width, self.stored, self.position, self.by_column = self.K, None, None, None
         self.buf64 = None  # for float64 row sums and the log domain, when first needed
         self.rows64 = max(1, self.buf.numel() // (4 * self.K))  # float64 rows at a time: half of buf's bytes
-        if self.K > 2:  # (K = 2: nothing is left beside the second, u = 0)
+        if self.K > 2 and not self.bad_rows:  # (K = 2: nothing is left beside the second, u = 0)
             # sums too small for v (saturated rows), all at once, as `reassign` would redo them one cluster at a time
             small = (self.first_rest < self.min_sum).nonzero().squeeze(1)
             for s in range(0, small.numel(), self.rows64):
@@ -368,9 +379,9 @@ class _Points:
         self.weights = torch.ones(1, dtype=torch.float64, device=device).expand(N) if weights is None else weights
         self.weighted = weights is not None
 
-    def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> bool:
-        """Argmax, doubt, second maximum and first answers of rows start..start+n; v of those rows, and whether it
-        has negative entries."""
+    def _first_pass(self, logits: torch.Tensor, start: int, n: int) -> tuple[bool, int]:
+        """Argmax, doubt, second maximum and first answers of rows start..start+n; v of those rows; whether it has
+        negative entries, and how many of the rows have NaN or infinite entries (their maximum or minimum is)."""
         if self.v is None:  # half precision: a float32 copy of this chunk only
             x = logits[start : start + n].to(self.dtype)
         elif self.v is logits:  # in place
@@ -379,6 +390,7 @@ class _Points:
             x = self.v[start : start + n].copy_(logits[start : start + n])
         top, a = _first_max(x)
         least = x.amin(1)
+        bad = int((~(top.isfinite() & least.isfinite())).sum())
         x.scatter_(1, a[:, None], -math.inf)
         m2, a2 = _first_max(x)
         x.sub_(m2[:, None])
@@ -398,8 +410,8 @@ class _Points:
         if self.v is not None and not in_range:
             # the own column is 0 (always masked); entries too small for exp are negative (see _encode)
             _encode(x, e, self.low).scatter_(1, a[:, None], 0.0)
-            return bool(x.amin() < 0)
-        return False
+            return bool(x.amin() < 0), bad
+        return False, bad
 
     # --------------------------------------------------------------------------------------------- rows of v
     def _exp_rows(self, p: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
