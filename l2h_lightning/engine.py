@@ -442,10 +442,11 @@ class _Points:
         return z.scatter_(1, self.assign[p, None], -math.inf) if self.stored is None else z
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
-        """exp(l - m2) of rows `p` at column `c`, as _exp_rows gives them (c is never a row's own argmax)."""
+        """exp(l - m2) of rows `p` (increasing) at column `c`, as _exp_rows gives them (c is never a row's own
+        argmax)."""
         if self.v is not None:  # (narrowed: a contiguous column; else a strided one, far faster than a 2-D index)
             column = self.v[:, c] if self.by_column is None else self.by_column[self._stored(c)]
-            x = column.index_select(0, p)
+            x = column.clone() if p.numel() == column.numel() else column.index_select(0, p)  # (all rows: in order)
             return x.clamp_(min=0.0) if self.signed else x
         x = self.logits[:, c].index_select(0, p).to(self.dtype) - self.m2[p]
         return x.clamp_(-self.low, 0.0).exp_()
@@ -619,7 +620,7 @@ class _Points:
         if last.floor is None:  # (answers made for a selection: sums in the dtype)
             last.floor = self._floor(last.rest, self.eps)
         r, top, rest = last.r, last.top, last.rest
-        moved = (r == added).nonzero().squeeze(1)
+        moved = _nonzero(lambda r: r == added, r)
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
         mask = self._mask(columns)
         # a chunk at a time, here and for the redone ones below: they may be most of a large group
@@ -627,11 +628,10 @@ class _Points:
             top[m], at = _first_max(self._masked_rows(p[m], mask))  # (nothing left: 0, and redone)
             r[m] = self._column(at)
             rest[m] -= top[m]
-        redo = ~(rest >= last.floor)
+        redo = _nonzero(lambda rest, floor: ~(rest >= floor), rest, last.floor)  # (NaN too)
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
-        if p.device.type != "cpu" or bool(redo.any()):
-            for idx in redo.nonzero().squeeze(1).split(self.buf.shape[0]):
-                last.put(idx, self.reassign(p[idx], columns, exact=True))
+        for idx in redo.split(self.buf.shape[0]):
+            last.put(idx, self.reassign(p[idx], columns, exact=True))
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
@@ -676,23 +676,32 @@ def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return x.gather(1, where[:, None]).squeeze(1), where
 
 
-def _mass(sums: _Sums, r: torch.Tensor, w: torch.Tensor | None, wd: torch.Tensor, slot: torch.Tensor,
+def _nonzero(test, *vectors: torch.Tensor) -> torch.Tensor:
+    """The positions where ``test(*vectors)`` holds, for 1-D `vectors`; on CPU in NumPy (for the tens of thousands
+    of points of a large group, NumPy's comparisons and nonzero take a quarter of torch's time on one thread)."""
+    if vectors[0].device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(test(*(v.numpy() for v in vectors))))
+    return test(*vectors).nonzero().squeeze(1)
+
+
+def _mass(sums: _Sums, r: torch.Tensor, w: torch.Tensor | None, wd: torch.Tensor, slot: torch.Tensor | None,
           size: int) -> torch.Tensor:
     """(2, size): per slot, the weight landing there and its Σ w (1 - q), summed over processes, of points (or sums
-    of points) going to clusters `r` with weights `w` (None: 1 each) and `wd` = w (1 - q)."""
+    of points) going to clusters `r` with weights `w` (None: 1 each) and `wd` = w (1 - q); `slot` None: the
+    cluster's own."""
     if r.device.type == "cpu":  # in NumPy: this runs once a merge, and each torch call costs several NumPy ones
-        at = slot.numpy()[r.numpy()]
+        at = r.numpy() if slot is None else slot.numpy()[r.numpy()]
         mass = np.empty((2, size))  # (float64: bincount gives int64 for no points, even with weights)
         mass[0], mass[1] = np.bincount(at, None if w is None else w.numpy(), size), np.bincount(at, wd.numpy(), size)
         return sums(torch.from_numpy(mass))
-    at = slot.index_select(0, r)
+    at = r if slot is None else slot.index_select(0, r)
     mass = torch.zeros(2, size, dtype=torch.float64, device=r.device)
     mass[0].index_add_(0, at, torch.ones_like(wd) if w is None else w)
     mass[1].index_add_(0, at, wd)
     return sums(mass)
 
 
-def _point_mass(points: _Points, sums: _Sums, answers: _Answers, p: torch.Tensor, slot: torch.Tensor,
+def _point_mass(points: _Points, sums: _Sums, answers: _Answers, p: torch.Tensor, slot: torch.Tensor | None,
                 size: int) -> torch.Tensor:
     """`_mass` of points `p` with their `answers`."""
     if not points.weighted:
@@ -801,8 +810,8 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
             # updated, so their sums are made in float64 (a float32 one is redone once it halves)
             p, answers = points.group_answers(_sorted(p), members[G], exact=holds_all)
             group_points[G] = p
-        if answers is not None:
-            mass = _point_mass(points, sums, answers, p, node_of, size)
+        if answers is not None:  # (G holding every point: every other group is a cluster without points, alone)
+            mass = _point_mass(points, sums, answers, p, None if holds_all else node_of, size)
         H, a_h, R, a_r, moved = _partners(mass, width, live, G)
         merges.append((G, H))
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
