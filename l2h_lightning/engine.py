@@ -53,6 +53,7 @@ from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
 # float64 exp is fast down to here; nearer its smallest normal (e^-708), below it and at -inf it is 20-250x slower
+# (float32's: fast down to -87)
 _LOG_FLOOR = -700.0
 _EXP_FLOOR = float(torch.tensor(_LOG_FLOOR, dtype=torch.float64).exp())  # as exp gives it
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
@@ -362,7 +363,7 @@ class _Points:
         # the columns v's rows still hold (all, until `narrow` drops those no point can move to any more), and
         # then the same values column by column
         self.width, self.stored, self.position, self.by_column = self.K, None, None, None
-        self.buf64 = None  # for float64 row sums and the log domain, when first needed
+        self.buf64 = None  # for float64 row sums and the log domain from v, when first needed
         self.rows64 = max(1, self.buf.numel() // (4 * self.K))  # float64 rows at a time: half of buf's bytes
         if self.K > 2 and not self.bad_rows:  # (K = 2: nothing is left beside the second, u = 0)
             # sums too small for v (saturated rows), all at once, as `reassign` would redo them one cluster at a time
@@ -423,11 +424,21 @@ class _Points:
         out.copy_(torch.index_select(self.logits, 0, p)).sub_(self.m2[p, None]).clamp_(-self.low, 0.0).exp_()
         return out.scatter_(1, self.assign[p, None], 0.0)
 
-    def _log_rows(self, p: torch.Tensor) -> torch.Tensor:
-        """l - m2 for at most `rows64` rows `p` in float64 (-inf at the point's own argmax), in the float64 buffer;
-        from v (as float32 left it) in place."""
-        z = self._buf64(p.numel())
-        if self.logits is None:
+    def _log_rows(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(z, shift): at most `rows64` rows `p` in the log domain, -inf at the point's own argmax, z + shift = l - m2.
+
+        From the exact logits, their values (shift -m2) in the dtype, in the chunk buffer; else from v, l - m2
+        (shift None) in the float64 buffer: float32's log of v would round them."""
+        if self.logits is not None:
+            z = self.buf.view(-1)[: p.numel() * self.width].view(-1, self.width)
+            if self.stored is None and self.logits.dtype == z.dtype:
+                torch.index_select(self.logits, 0, p, out=z)
+            else:
+                rows = self.logits.index_select(0, p)
+                z.copy_(rows if self.stored is None else rows.index_select(1, self.stored))
+            shift = -self.m2[p].double()
+        else:
+            z, shift = self._buf64(p.numel()), None
             if self.v.dtype == torch.float64:
                 torch.index_select(self.v, 0, p, out=z)
             else:
@@ -435,11 +446,8 @@ class _Points:
             # (log of 0 or of a negative number is ~15x slower than of a normal one: clamped first, and taken
             # before z changes)
             torch.where(z > 0, z.clamp(min=self.exp_low).log_(), z.sub_(self.low), out=z)
-        else:
-            rows = self.logits.index_select(0, p)
-            z.copy_(rows if self.stored is None else rows.index_select(1, self.stored)).sub_(self.m2[p, None])
         # (narrowed rows no longer hold the own argmax)
-        return z.scatter_(1, self.assign[p, None], -math.inf) if self.stored is None else z
+        return (z.scatter_(1, self.assign[p, None], -math.inf) if self.stored is None else z), shift
 
     def _exp_column(self, p: torch.Tensor, c: int) -> torch.Tensor:
         """exp(l - m2) of rows `p` (increasing) at column `c`, as _exp_rows gives them (c is never a row's own
@@ -635,33 +643,39 @@ class _Points:
         return last
 
     def _log_domain(self, p: torch.Tensor, columns: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
-        """(r, u, re-shifted) of at most `rows64` rows `p`, in float64 from their log values (held in the float64
-        buffer, with one more float64 copy of them on the way).
+        """(r, u, re-shifted) of at most `rows64` rows `p`, from their log values.
+
+        u = Σ exp(l_c - l_r) over the columns c left beside r is taken as exp(l_s - l_r) Σ exp(l_c - l_s), l_s the
+        largest of them: the sum's terms that matter are then in exp's range, however far below l_r they lie.
 
         Rows whose masked maximum lies below half of exp's range are re-shifted to it: a point's mask only grows,
         so that brings every column it may still move to back into exp's range for its next visits (masked ones
         may overflow: never read). Rows whose maximum is still near their shift keep it: their sum is small
         because the row is saturated, and another shift would not change that."""
-        z = self._log_rows(p)
+        z, shift = self._log_rows(p)
         if columns is not None:
             z.index_fill_(1, self._stored(columns), -math.inf)
         top, at = _first_max(z)
         z.sub_(top[:, None])
+        below = top.double() if shift is None else top.double() + shift  # (l_r - m2)
         # reusable: another run starts from the first mask again, so v and m2 stay as the first pass left them
-        shift = (top < -self.low / 2) & (not self.reusable)
-        if bool(shift.any()):
-            idx = shift.nonzero().squeeze(1)
+        shifted = (below < -self.low / 2) & (not self.reusable)
+        if bool(shifted.any()):
+            idx = shifted.nonzero().squeeze(1)
             w = z[idx].to(self.dtype)
             if self.v is not None:
                 self.v.index_copy_(0, p[idx], _encode(w, w.clamp(min=-self.low).exp_(), self.low))
                 if self.by_column is not None:
                     self.by_column.index_copy_(1, p[idx], self.v[p[idx]].T)
                 self.signed = True
-            if self.m2 is not None:
-                self.m2.index_add_(0, p[idx], top[idx].to(self.dtype))
-        # clamped entries (masked ones too) give 0
-        e = z.clamp_(min=_LOG_FLOOR).exp_().sub_(_EXP_FLOOR)
-        return self._column(at), e.scatter_(1, at[:, None], 0.0).sum(1), shift
+            if self.m2 is not None:  # (from the logits: the new shift is l_r itself)
+                self.m2.index_copy_(0, p[idx], top[idx].to(self.dtype))
+        z.scatter_(1, at[:, None], -math.inf)
+        second = z.amax(1)
+        second.masked_fill_(second == -math.inf, 0.0)  # (nothing left beside r: u = 0)
+        low, floor = (self.low, self.exp_low) if z.dtype == self.dtype else (-_LOG_FLOOR, _EXP_FLOOR)
+        e = z.sub_(second[:, None]).clamp_(min=-low).exp_().sub_(floor)  # (clamped entries, masked ones too: 0)
+        return self._column(at), e.sum(1).double().mul_(second.double().exp_()), shifted
 
 
 def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
