@@ -632,13 +632,13 @@ class _Points:
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
         mask = self._mask(columns)
         # a chunk at a time, here and for the redone ones below: they may be most of a large group
-        for m in moved.split(self.buf.shape[0]):
+        for m in _pieces(moved, self.buf.shape[0]):
             top[m], at = _first_max(self._masked_rows(p[m], mask))  # (nothing left: 0, and redone)
             r[m] = self._column(at)
             rest[m] -= top[m]
         redo = _nonzero(lambda rest, floor: ~(rest >= floor), rest, last.floor)  # (NaN too)
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
-        for idx in redo.split(self.buf.shape[0]):
+        for idx in _pieces(redo, self.buf.shape[0]):
             last.put(idx, self.reassign(p[idx], columns, exact=True))
         return last
 
@@ -688,6 +688,11 @@ def _first_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.max(x, 1)
     where = torch.from_numpy(x.contiguous().numpy().argmax(1))
     return x.gather(1, where[:, None]).squeeze(1), where
+
+
+def _pieces(idx: torch.Tensor, step: int) -> list[torch.Tensor]:
+    """`idx` in consecutive pieces of at most `step` (none if it is empty, unlike ``split``)."""
+    return [idx[s : s + step] for s in range(0, idx.numel(), step)]
 
 
 def _nonzero(test, *vectors: torch.Tensor) -> torch.Tensor:
@@ -831,8 +836,11 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
         # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
-        # points of weight 0, kept for reuse, they are not the same points), unless this was the last merge
-        if stats[H][0] == 0 and not group_points[H].numel() and new < size - 1:
+        # points of weight 0, kept for reuse, they are not the same points), unless this was the last merge or the
+        # group is small (rows filling an eighth of the chunk buffer are reassigned afresh for less than an update's
+        # dozen small operations and its redone points cost)
+        if (stats[H][0] == 0 and not group_points[H].numel() and new < size - 1
+                and p.numel() * points.width > points.buf.numel() // 8):
             if G < K:  # (its points' first answers, in its own order)
                 answers = points.first_answers(p)
             elif not updated and points.cache is not None:  # (cached answers are kept as they are)
