@@ -52,8 +52,8 @@ import torch
 from .hierarchy import Hierarchy
 
 AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
-# float64 exp is fast down to here; nearer its smallest normal (e^-708), below it and at -inf it is 20-250x slower
-# (float32's: fast down to -87)
+# float64 exp is fast down to here; nearer its smallest normal (e^-708), below it and at -inf it is 12-280x slower
+# (float32's: fast down to -87; benchmarks/bench_slow_paths.py)
 _LOG_FLOOR = -700.0
 _EXP_FLOOR = float(torch.tensor(_LOG_FLOOR, dtype=torch.float64).exp())  # as exp gives it
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
@@ -443,7 +443,7 @@ class _Points:
                 torch.index_select(self.v, 0, p, out=z)
             else:
                 z.copy_(self.v.index_select(0, p))
-            # (log of 0 or of a negative number is ~15x slower than of a normal one: clamped first, and taken
+            # (log of 0 or of a negative number is 15x slower than of a normal one: clamped first, and taken
             # before z changes)
             torch.where(z > 0, z.clamp(min=self.exp_low).log_(), z.sub_(self.low), out=z)
         # (narrowed rows no longer hold the own argmax)
