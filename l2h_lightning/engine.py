@@ -21,8 +21,8 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   in a new tensor or in place of the logits. A reassignment is then a masked max and a masked sum over the
   selected group's rows of v (sorted: read in memory order), in cache-sized chunks through one reused buffer.
   Entries too small for exp keep their log value (as a negative number), so the rows whose masked sum underflows
-  are redone in the float64 log domain, and re-shifted where their masked maximum fell far below the shift, so
-  that their next visits are fast.
+  are redone in the log domain (from the logits, in their dtype, relative to the largest term of the sum), and
+  re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
 - A point is touched only when its own group is selected, and not at its cluster's first selection (the one pass
   leaves each point's answers with only its own cluster masked; they are summed by the cluster they go to, once a
   run) nor at the last merge when one cluster is left outside (every point goes there, with q = 1). When a group
@@ -568,7 +568,7 @@ class _Points:
                 # re-shifted rows are now relative to their masked maximum; the others' sum may not be
                 # representable in their shift: NaN makes an update redo them
                 out.top[idx], out.rest[idx] = 1.0, torch.where(shifted, u, math.nan)
-                if exact:  # u is exact, but what an update subtracts from it are v's values, rounded to the dtype
+                if exact:  # u is known to the dtype's precision, and what an update subtracts are v's rounded values
                     out.floor[idx] = self._floor(u, self.eps)
         return out
 
