@@ -628,7 +628,7 @@ class _Points:
         if last.floor is None:  # (answers made for a selection: sums in the dtype)
             last.floor = self._floor(last.rest, self.eps)
         r, top, rest = last.r, last.top, last.rest
-        moved = _nonzero(lambda r: r == added, r)
+        moved = _nonzero(lambda x: x == added, r)
         rest.sub_(self._exp_column(p, added).index_fill_(0, moved, 0.0))  # (a moved point's was its top)
         mask = self._mask(columns)
         # a chunk at a time, here and for the redone ones below: they may be most of a large group
@@ -636,7 +636,7 @@ class _Points:
             top[m], at = _first_max(self._masked_rows(p[m], mask))  # (nothing left: 0, and redone)
             r[m] = self._column(at)
             rest[m] -= top[m]
-        redo = _nonzero(lambda rest, floor: ~(rest >= floor), rest, last.floor)  # (NaN too)
+        redo = _nonzero(lambda x, floor: ~(x >= floor), rest, last.floor)  # (NaN too)
         torch.div(rest, torch.add(rest, top, out=last.doubt), out=last.doubt)  # (in place: a large group's)
         for idx in _pieces(redo, self.buf.shape[0]):
             last.put(idx, self.reassign(p[idx], columns, exact=True))
