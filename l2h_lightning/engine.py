@@ -476,7 +476,8 @@ class _Points:
         """Drop `columns` from v's rows, in place, once every point masks them for good (one group holds every
         point): a row read then reads only the columns a point may still move to, and the space they leave holds
         the same values column by column, so that reading one column reads contiguous memory. Done when that
-        halves the rows, so all of them together cost about two passes over v.
+        halves the rows, so all of them together cost about two passes over v and one transpose (later ones keep
+        the columns of the first).
 
         Not for repeated runs (they start again from the first mask) nor without v (half precision).
         """
@@ -493,9 +494,13 @@ class _Points:
             rows = torch.index_select(self.v[s : s + n], 1, at, out=self.buf.view(-1)[: n * W].view(n, W))
             flat[s * W : (s + n) * W].view(n, W).copy_(rows)
         self.v = flat[: N * W].view(N, W)
-        self.by_column = flat[N * W : 2 * N * W].view(W, N)
-        for s in range(0, N, step):  # (in rows, once they are in place: a column at a time would read v W times)
-            self.by_column[:, s : s + step].copy_(self.v[s : s + step].T)
+        by_column = flat[N * W : 2 * N * W].view(W, N)  # (ends where the last one starts: 2W <= the old width)
+        if self.by_column is not None:  # the kept columns of the last one (a transpose costs several such copies)
+            torch.index_select(self.by_column, 0, at, out=by_column)
+        else:
+            for s in range(0, N, step):  # (in rows, once they are in place: a column at a time would read v W times)
+                by_column[:, s : s + step].copy_(self.v[s : s + step].T)
+        self.by_column = by_column
         self.stored = self._column(at)
         self.position = torch.full((self.K,), -1, dtype=torch.long, device=self.v.device)
         self.position[self.stored] = torch.arange(W, device=self.v.device)
