@@ -102,9 +102,10 @@ def l2h(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    with _one_cpu_thread() as threads:
-        _, points, weights = _prepared(logits, weights, inplace, False, sums, threads)
-        return Hierarchy(1, []) if points is None else _run(points, aggregation, sums, weights)
+    with _engine_mode() as threads:
+        logits, points, weights = _prepared(logits, weights, inplace, False, sums, threads)
+        merges = [] if points is None else _run(points, aggregation, sums, weights)
+    return _tree(merges, logits.shape[1])
 
 
 def l2h_replicates(
@@ -127,20 +128,32 @@ def l2h_replicates(
     if aggregation not in AGGREGATIONS:
         raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
     sums = _Sums(process_group)
-    with _one_cpu_thread() as threads:
+    with _engine_mode() as threads:
         logits, points, _ = _prepared(logits, None, False, True, sums, threads)
     for w in weights:
-        with _one_cpu_thread():
+        with _engine_mode():
             _, w = sums.agree(logits, *_checked_weights(w, logits, sums.distributed))
-            tree = _run(points, aggregation, sums, w) if points is not None else Hierarchy(1, [])
-        yield tree
+            merges = _run(points, aggregation, sums, w) if points is not None else []
+        yield _tree(merges, logits.shape[1])
 
 
-def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor | None) -> Hierarchy:
+def _run(points: _Points, aggregation: str, sums: _Sums, weights: torch.Tensor | None) -> list[tuple]:
+    """Merges of one run: (selected node, partner node, *evidence) per step."""
     points.restart(weights)
     run = _all_pairs if aggregation == "all_pairs" else _select_and_partner
-    merges, evidence = run(points, aggregation, sums)
-    return Hierarchy.from_merges(merges, points.K, evidence=evidence)
+    return run(points, aggregation, sums)
+
+
+def _tree(merges: list[tuple], K: int) -> Hierarchy:
+    """The `Hierarchy` of `_run`'s merges, with their evidence (made outside the engine's inference mode)."""
+    if K == 1:
+        return Hierarchy(1, [])
+    cols = list(zip(*merges)) if merges else [()] * (2 + len(EVIDENCE))
+    evidence = {
+        name: torch.tensor(col, dtype=torch.long if name == "runner_up" else torch.float64).reshape(K - 1)
+        for name, col in zip(EVIDENCE, cols[2:])
+    }
+    return Hierarchy.from_merges(list(zip(cols[0], cols[1])), K, evidence=evidence)
 
 
 def _prepared(logits, weights, inplace: bool, reusable: bool, sums: _Sums, threads: int,
@@ -255,18 +268,22 @@ def _chunk_rows(logits: torch.Tensor, workers: int = 1) -> int:
 
 
 @contextmanager
-def _one_cpu_thread():
-    """torch runs on one CPU thread inside the engine (its GPU path is unaffected); yields the threads it had.
+def _engine_mode():
+    """Inside the engine torch runs in inference mode, on one CPU thread (its GPU path is unaffected); yields the
+    threads it had. Nothing made inside may leave it (inference tensors cannot be changed outside): trees are built
+    after.
 
-    The engine's work is thousands of small operations. On cores shared with data-loader workers or other jobs,
-    every multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads
+    The engine's work is thousands of small operations. Inference mode skips autograd's bookkeeping in each of them
+    (7-27% of the engine's time at 2,000 x 1,000, by benchmarks/bench_ab.py). On cores shared with data-loader workers or other jobs, every
+    multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads
     took 3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s). The one big pass over the logits is
     spread over that many threads by `_over_chunks` instead, which does not wait on a slow thread.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield threads
+        with torch.inference_mode():
+            yield threads
     finally:
         torch.set_num_threads(threads)
 
@@ -783,7 +800,7 @@ def _cluster_points(points: _Points) -> dict[int, torch.Tensor]:
     return {c: part.clone() for c, part in enumerate(order[kept].split(counts))}
 
 
-def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple[list, dict]:
+def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> list[tuple]:
     K, device = points.K, points.assign.device
     size = 2 * K - 1
     # per group, additive under merging: (weight n, Σ w·doubt, non-empty clusters k, Σ mean doubts)
@@ -809,7 +826,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
     live[:K] = True
     pending: dict[int, tuple] = {}  # node that just absorbed a never-predicted class -> (that class, last answers)
     offsets, targets, first = points.first_sums()
-    merges, evidence = [], []
+    merges = []  # (G, H, *evidence) per step
     for new in range(K, size):
         G = heapq.heappop(heap)[2]
         while G not in members:  # merged away as somebody's partner
@@ -837,8 +854,7 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
         if answers is not None:  # (G holding every point: every other group is a cluster without points, alone)
             mass = _point_mass(points, sums, answers, p, None if holds_all else node_of, size)
         H, a_h, R, a_r, moved = _partners(mass, width, live, G)
-        merges.append((G, H))
-        evidence.append((key(G)[0], a_h, R, a_r, stats[G][0], moved))
+        merges.append((G, H, key(G)[0], a_h, R, a_r, stats[G][0], moved))
 
         # a never-predicted partner (a single cluster): the same points, one more column masked (where it holds
         # points of weight 0, kept for reuse, they are not the same points), unless this was the last merge or the
@@ -866,18 +882,10 @@ def _select_and_partner(points: _Points, aggregation: str, sums: _Sums) -> tuple
                 points.first_done()
         stats[new] = tuple(x + y for x, y in zip(stats.pop(G), stats.pop(H)))
         heapq.heappush(heap, (*key(new), new))
-    return merges, _evidence(evidence, K)
+    return merges
 
 
-def _evidence(rows: list[tuple], K: int) -> dict[str, torch.Tensor]:
-    cols = list(zip(*rows)) if rows else [()] * len(EVIDENCE)
-    return {
-        name: torch.tensor(col, dtype=torch.long if name == "runner_up" else torch.float64).reshape(K - 1)
-        for name, col in zip(EVIDENCE, cols)
-    }
-
-
-def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
+def _all_pairs(points: _Points, _: str, sums: _Sums) -> list[tuple]:
     """Merge the pair (G, H) with the highest A_G(H) over all pairs (docs/algorithm.md, other scores).
 
     Each live group sits in a slot (the merged group takes G's slot). ``mass[:, i, j]`` is the weight and doubt
@@ -900,7 +908,7 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
     members = dict(enumerate(torch.arange(K, device=device).split(1)))
     group_points = _cluster_points(points)
     weight = [n for n, _ in stats]
-    merges, evidence = [], []
+    merges = []  # (G, H, *evidence) per step
     for new in range(K, 2 * K - 1):
         value = torch.where(has_points[:, None] & alive, (mass[0] - mass[1]) / width, -math.inf)
         value.diagonal().fill_(-math.inf)
@@ -914,8 +922,7 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         row, doubts = row.cpu().numpy(), doubt[i].cpu().numpy()
         a_r = float(row.max())  # the runner-up: ties by doubt, then earliest node (slots are not in node order)
         R = -1 if a_r == -math.inf else min((doubts[c], node_at[c]) for c in np.flatnonzero(row == a_r))[1]
-        merges.append((G, H))
-        evidence.append((math.nan, float(best), R, a_r if R >= 0 else math.nan, weight[i],
+        merges.append((G, H, math.nan, float(best), R, a_r if R >= 0 else math.nan, weight[i],
                          float(mass[0, i, j] - mass[1, i, j])))
 
         mass[:, :, i] += mass[:, :, j]
@@ -934,4 +941,4 @@ def _all_pairs(points: _Points, _: str, sums: _Sums) -> tuple[list, dict]:
         answers = points.reassign(q, members[new])
         mass[:, i] = _point_mass(points, sums, answers, q, slot_of, K)
         mass[:, j] = 0.0
-    return merges, _evidence(evidence, K)
+    return merges

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from l2h_lightning import AGGREGATIONS, Hierarchy, l2h
+from l2h_lightning.engine import l2h_replicates
 from reference import reference_l2h
 
 TIE_FREE = 1e-6  # decisions closer than this (relative) are near-ties that float rounding may break either way
@@ -142,6 +143,16 @@ def test_non_finite_rows_are_counted(bad):
         l2h(logits)
 
 
+def test_trees_are_ordinary_tensors_although_the_engine_runs_in_inference_mode():
+    """Inference tensors cannot be changed outside inference mode: nothing made inside the engine may be returned."""
+    logits = torch.randn(200, 6, generator=torch.Generator().manual_seed(1))
+    for tree in (l2h(logits), l2h(logits, "all_pairs"), next(l2h_replicates(logits, [torch.ones(200)]))):
+        assert not tree.merges.is_inference()
+        assert not any(value.is_inference() for value in tree.evidence.values())
+        tree.evidence["mass"] += 0.0  # (an inference tensor would raise here)
+    assert not torch.is_inference_mode_enabled()  # (and the mode is left)
+
+
 def test_unknown_aggregation():
     with pytest.raises(ValueError, match="aggregation must be one of"):
         l2h(torch.randn(4, 3), aggregation="median")
@@ -175,8 +186,6 @@ def test_cuda_gives_the_same_tree():
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_replicates_share_one_pass_and_equal_weighted_runs(aggregation):
-    from l2h_lightning.engine import l2h_replicates
-
     rng = np.random.default_rng(21)
     for kind in range(3):
         logits = torch.as_tensor(random_logits(rng, 600, 24), dtype=torch.float32)
