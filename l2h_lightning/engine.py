@@ -33,9 +33,10 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes and 
   contiguous read.
 - Bootstrap replicates (`l2h_replicates`) share the pass, and a group that an earlier replicate also formed
   reuses that replicate's answers (weight-0 points stay in their groups, adding 0).
-- One host sync per step: the partner's id and a few evidence numbers. On CPU the steps run on one thread (with
-  other processes on the cores, multi-threaded small operations stall on each other); the one pass over the
-  logits is shared by torch's threads, each taking the next chunk when it is done.
+- One host sync per step: the partner's id and a few evidence numbers. Everything runs in inference mode (no
+  autograd bookkeeping in the thousands of small calls). On CPU the steps run on one thread (with other processes
+  on the cores, multi-threaded small operations stall on each other); the one pass over the logits is shared by
+  torch's threads, each taking the next chunk when it is done.
 """
 
 from __future__ import annotations
@@ -274,10 +275,11 @@ def _engine_mode():
     after.
 
     The engine's work is thousands of small operations. Inference mode skips autograd's bookkeeping in each of them
-    (7-27% of the engine's time at 2,000 x 1,000, by benchmarks/bench_ab.py). On cores shared with data-loader workers or other jobs, every
-    multi-threaded one waits for a descheduled thread: on a 2-core machine shared with other jobs, 2 threads
-    took 3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s). The one big pass over the logits is
-    spread over that many threads by `_over_chunks` instead, which does not wait on a slow thread.
+    (7-27% of the engine's time at 2,000 x 1,000, by benchmarks/bench_ab.py). On cores shared with data-loader
+    workers or other jobs, every multi-threaded one waits for a descheduled thread: on a 2-core machine shared with
+    other jobs, 2 threads took 3-4x the time of 1 (planted 50,000 x 1,000: 4.5 s against 1.3 s). The one big pass
+    over the logits is spread over that many threads by `_over_chunks` instead, which does not wait on a slow
+    thread.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
