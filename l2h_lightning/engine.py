@@ -149,7 +149,7 @@ def _tree(merges: list[tuple], K: int) -> Hierarchy:
     """The `Hierarchy` of `_run`'s merges, with their evidence (made outside the engine's inference mode)."""
     if K == 1:
         return Hierarchy(1, [])
-    cols = list(zip(*merges)) if merges else [()] * (2 + len(EVIDENCE))
+    cols = list(zip(*merges))  # (K - 1 >= 1 merges)
     evidence = {
         name: torch.tensor(col, dtype=torch.long if name == "runner_up" else torch.float64).reshape(K - 1)
         for name, col in zip(EVIDENCE, cols[2:])
