@@ -57,6 +57,8 @@ AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
 # (float32's: fast down to -87; benchmarks/bench_slow_paths.py)
 _LOG_FLOOR = -700.0
 _EXP_FLOOR = float(torch.tensor(_LOG_FLOOR, dtype=torch.float64).exp())  # as exp gives it
+# the smallest chunk, in entries (1 MiB of float32): small logits' loops then take a few steps, not hundreds
+_MIN_CHUNK = 1 << 18
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
 
@@ -262,9 +264,11 @@ def _encode(z: torch.Tensor, e: torch.Tensor, low: float) -> torch.Tensor:
 
 def _chunk_rows(logits: torch.Tensor, workers: int = 1) -> int:
     """Rows per chunk: cache-sized on CPU (larger on CUDA), and at most 1/32 of the logits for all `workers`
-    together, so that the few chunk-sized buffers stay a small fraction of them."""
+    together, so that the few chunk-sized buffers stay a small fraction of them; but at least `_MIN_CHUNK` entries:
+    for logits under 2^23 entries that is more than 1/32 of them (a few MiB in all), and their loops take a few
+    steps instead of hundreds."""
     N, K = logits.shape
-    elements = min(1 << 26 if logits.is_cuda else 1 << 20, N * K // (32 * workers))
+    elements = min(1 << 26 if logits.is_cuda else 1 << 20, max(_MIN_CHUNK, N * K // (32 * workers)))
     return max(1, min(N, elements // K))
 
 

@@ -14,13 +14,14 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from l2h_lightning import l2h
+from l2h_lightning import engine, l2h
 from reference import reference_l2h, reference_l2h_exact
 
 AGGREGATIONS = ["cluster_mean", "sum", "group_mean", "all_pairs"]
 TIE_FREE = 1e-6
 EVIDENCE_KEYS = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
+MIN_CHUNK = engine._MIN_CHUNK  # (the engine's own: tests run without it, see conftest.py)
 
 
 def saturated_logits(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -358,3 +359,23 @@ def test_float32_evidence_of_a_row_far_below_its_max(aggregation):
     tree = run(x, aggregation, torch.float32, weights=torch.tensor([3]))
     assert merges_of(tree) == expected
     assert_evidence_close(tree.evidence, evidence, RTOL[torch.float32])
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_trees_do_not_depend_on_the_chunk_size(aggregation, monkeypatch):
+    # every other test runs with chunks of a few rows; the engine's floor (here: one chunk) and a size in between
+    # give the same trees, bit for bit: in place, in half precision, and where v's rows are narrowed
+    rng = np.random.default_rng(AGGREGATIONS.index(aggregation) + 1300)
+    inputs = [saturated_logits(rng, 90, 12), absorbing_logits(rng, 60, 3, 10)]
+    for x in inputs:
+        for dtype, inplace in ((torch.float32, False), (torch.float64, False), (torch.float32, True),
+                               (torch.float16, False)):
+            trees = []
+            for least in (1, 300, MIN_CHUNK):
+                monkeypatch.setattr(engine, "_MIN_CHUNK", least)
+                trees.append(l2h(torch.as_tensor(x).to(dtype).clone(), aggregation, inplace=inplace))  # (it may overwrite)
+            for tree in trees[1:]:
+                assert merges_of(tree) == merges_of(trees[0])
+                for key in EVIDENCE_KEYS:
+                    torch.testing.assert_close(tree.evidence[key], trees[0].evidence[key], rtol=0, atol=0,
+                                               equal_nan=True, msg=key)
