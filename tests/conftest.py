@@ -1,11 +1,11 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # tests import the reference implementations as `reference`
-
 import pytest
 
 from l2h_lightning import engine
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests import the reference implementations as `reference`
 
 
 @pytest.fixture(autouse=True)

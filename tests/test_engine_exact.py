@@ -373,7 +373,8 @@ def test_trees_do_not_depend_on_the_chunk_size(aggregation, monkeypatch):
             trees = []
             for least in (1, 300, MIN_CHUNK):
                 monkeypatch.setattr(engine, "_MIN_CHUNK", least)
-                trees.append(l2h(torch.as_tensor(x).to(dtype).clone(), aggregation, inplace=inplace))  # (it may overwrite)
+                scratch = torch.as_tensor(x).to(dtype).clone()  # (in place, the engine overwrites it)
+                trees.append(l2h(scratch, aggregation, inplace=inplace))
             for tree in trees[1:]:
                 assert merges_of(tree) == merges_of(trees[0])
                 for key in EVIDENCE_KEYS:
