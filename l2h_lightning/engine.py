@@ -57,7 +57,7 @@ AGGREGATIONS = ("cluster_mean", "sum", "group_mean", "all_pairs")
 # (float32's: fast down to -87; benchmarks/bench_slow_paths.py)
 _LOG_FLOOR = -700.0
 _EXP_FLOOR = float(torch.tensor(_LOG_FLOOR, dtype=torch.float64).exp())  # as exp gives it
-# the smallest chunk, in entries (1 MiB of float32): small logits' loops then take a few steps, not hundreds
+# the smallest chunk, in entries (1 MiB of float32; see _chunk_rows)
 _MIN_CHUNK = 1 << 18
 EVIDENCE = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 
