@@ -5,7 +5,7 @@
 torch's vectorised exp and log on CPU leave their fast path for arguments whose result is near or beyond the dtype's
 range (exp near float64's smallest normal e^-708, below it and at -inf; float32's exp below about -87; log of 0 and
 of negative numbers) and for those are many times slower per entry. The engine clamps before it takes them
-(`l2h_lightning/engine.py`: the log domain clamps at -700 in float64, -80 in float32, and takes logs of clamped
+(`l2h_lightning/masked_softmax.py`: the log domain clamps at -700 in float64, -80 in float32, and takes logs of clamped
 values). One thread, a 262,144-entry block (a log-domain buffer's size at K = 1,000), medians of 15.
 """
 

@@ -14,14 +14,14 @@ import pytest
 import torch
 from scipy.special import logsumexp
 
-from l2h_lightning import engine, l2h
+from l2h_lightning import l2h, masked_softmax
 from reference import reference_l2h, reference_l2h_exact
 
 AGGREGATIONS = ["cluster_mean", "sum", "group_mean", "all_pairs"]
 TIE_FREE = 1e-6
 EVIDENCE_KEYS = ("score", "partner_value", "runner_up", "runner_up_value", "points", "mass")
 RTOL = {torch.float32: 1e-5, torch.float64: 1e-12}
-MIN_CHUNK = engine._MIN_CHUNK  # (the engine's own: tests run without it, see conftest.py)
+MIN_CHUNK = masked_softmax._MIN_CHUNK  # (the engine's own: tests run without it, see conftest.py)
 
 
 def saturated_logits(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
@@ -372,7 +372,7 @@ def test_trees_do_not_depend_on_the_chunk_size(aggregation, monkeypatch):
                                (torch.float16, False)):
             trees = []
             for least in (1, 300, MIN_CHUNK):
-                monkeypatch.setattr(engine, "_MIN_CHUNK", least)
+                monkeypatch.setattr(masked_softmax, "_MIN_CHUNK", least)
                 scratch = torch.as_tensor(x).to(dtype).clone()  # (in place, the engine overwrites it)
                 trees.append(l2h(scratch, aggregation, inplace=inplace))
             for tree in trees[1:]:
