@@ -11,13 +11,13 @@ Why it is fast (torch on the logits' device; on CPU, NumPy for row argmaxes):
   Entries too small for exp keep their log value (as a negative number), so the rows whose masked sum underflows
   are redone in the log domain (from the logits, in their dtype, relative to the largest term of the sum), and
   re-shifted where their masked maximum fell far below the shift, so that their next visits are fast.
-- The pass also leaves each point's answers with only its own cluster masked (`_Points.first_answers`), and
-  answers masking one more cluster are the last ones updated by that one column (`_Points.update`): points
+- The pass also leaves each point's answers with only its own cluster masked (`Points.first_answers`), and
+  answers masking one more cluster are the last ones updated by that one column (`Points.update`): points
   whose argmax it was take the next one from their own row. Once one group holds every point, its columns are
   dropped from v's rows (in place, `_Rows.narrow`), and the space they leave holds the free columns contiguously:
   the column an absorbed class subtracts is then one contiguous read.
 - Bootstrap replicates share the pass, and a group that an earlier replicate also formed reuses that replicate's
-  answers (`_Points.group_answers`; weight-0 points stay in their groups, adding 0).
+  answers (`Points.group_answers`; weight-0 points stay in their groups, adding 0).
 """
 
 from __future__ import annotations
@@ -323,7 +323,7 @@ class Answers:
 
     def __init__(self, r: torch.Tensor, top: torch.Tensor, rest: torch.Tensor) -> None:
         self.r, self.top, self.rest = r, top, rest
-        self.floor = None  # (set by `_Points.reassign` or `update`)
+        self.floor = None  # (set by `Points.reassign` or `update`)
         self.doubt = torch.add(rest, top)
         torch.div(rest, self.doubt, out=self.doubt)  # (in place: a large group's)
 
